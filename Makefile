@@ -1,0 +1,33 @@
+# podstore's tasks. `make help` lists them.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export VENV
+
+.PHONY: help install demo test lint unit bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install: ## install Debian packages and a virtualenv with podstore (safe to repeat)
+	bash .ci/install.sh
+
+demo: install ## the main job: build an example image, run examples/ with podstore, run a bundle
+	bash examples/demo.sh
+
+lint: install ## ruff, mypy (strict on controller/) and the import layering
+	$(VENV)/bin/ruff check controller tests bench
+	$(VENV)/bin/ruff format --check controller tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: install lint ## install, lint and run the whole test suite
+	$(PY) -m pytest
+
+unit: ## only the fast tests that need no tools
+	$(PY) -m pytest tests/unit
+
+bench: install ## the benchmarks: ratios against the bare CLI and podman
+	$(PY) bench/storage_cycle.py
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,106 @@
+"""The storage layer's one exception family.
+
+Everything that goes wrong below ``controller.storage`` surfaces as a
+:class:`StorageError`; callers (the reconcile layer) map the subclasses to
+Kubernetes-style reasons. Each message names the object and what to do.
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base of every error raised by ``controller.storage``."""
+
+    reason = "StorageError"
+
+
+class InvalidName(StorageError):
+    """A name or ID that may not reach the filesystem or a command line."""
+
+    reason = "InvalidName"
+
+
+class InvalidPodName(InvalidName):
+    reason = "InvalidPodName"
+
+
+class InvalidImageName(InvalidName):
+    reason = "InvalidImageName"
+
+
+class InvalidContainerName(InvalidName):
+    reason = "InvalidContainerName"
+
+
+class InvalidSandboxID(InvalidName):
+    reason = "InvalidSandboxID"
+
+
+class InvalidContainerID(InvalidName):
+    """Malformed, or unknown to the store (the seed's ErrInvalidContainerID)."""
+
+    reason = "InvalidContainerID"
+
+
+class NameConflict(StorageError):
+    """A name or ID is already held by a different container."""
+
+    reason = "NameConflict"
+
+
+class ImageNotFound(StorageError):
+    """The image is not in the store (and was not to be pulled)."""
+
+    reason = "ImageNotFound"
+
+
+class ImagePullError(StorageError):
+    """A pull failed; says which reference and what the registry answered."""
+
+    reason = "ErrImagePull"
+
+    def __init__(self, reference: str, detail: str) -> None:
+        self.reference = reference
+        self.detail = detail
+        super().__init__(f"pulling image {reference!r} failed: {detail}")
+
+
+class ImageInUse(StorageError):
+    """An image still backs containers and cannot be removed."""
+
+    reason = "ImageInUse"
+
+
+class NotOurs(StorageError):
+    """The container exists but podstore did not make it: it is never touched."""
+
+    reason = "NotManaged"
+
+
+class CommandError(StorageError):
+    """A storage tool failed in a way no narrower error describes."""
+
+    def __init__(self, argv: list[str], returncode: int | None, stderr: str) -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr = stderr
+        what = "timed out" if returncode is None else f"exited {returncode}"
+        super().__init__(f"{argv[0]} {argv_verb(argv)} {what}: {stderr.strip() or 'no output'}")
+
+
+class CommandTimeout(CommandError):
+    """A storage tool ran past its timeout and was killed."""
+
+
+class ToolMissing(StorageError):
+    """A tool podstore drives is not installed."""
+
+    reason = "ToolMissing"
+
+
+def argv_verb(argv: list[str]) -> str:
+    """The verb of a storage command line (first argument not an option)."""
+    for arg in argv[1:]:
+        if not arg.startswith("-"):
+            return arg
+    return ""
