@@ -42,6 +42,12 @@ class InvalidContainerID(InvalidName):
     reason = "InvalidContainerID"
 
 
+class ContainerNotKnown(InvalidContainerID):
+    """The store has no container by that ID or name."""
+
+    reason = "ContainerNotFound"
+
+
 class NameConflict(StorageError):
     """A name or ID is already held by a different container."""
 
@@ -80,12 +86,13 @@ class NotOurs(StorageError):
 class CommandError(StorageError):
     """A storage tool failed in a way no narrower error describes."""
 
-    def __init__(self, argv: list[str], returncode: int | None, stderr: str) -> None:
-        self.argv = argv
+    def __init__(self, tool: str, verb: str, returncode: int | None, stderr: str) -> None:
+        self.tool = tool
+        self.verb = verb
         self.returncode = returncode
-        self.stderr = stderr
+        self.stderr = stderr.strip()
         what = "timed out" if returncode is None else f"exited {returncode}"
-        super().__init__(f"{argv[0]} {argv_verb(argv)} {what}: {stderr.strip() or 'no output'}")
+        super().__init__(f"{tool} {verb} {what}: {self.stderr or 'no output'}")
 
 
 class CommandTimeout(CommandError):
@@ -96,11 +103,3 @@ class ToolMissing(StorageError):
     """A tool podstore drives is not installed."""
 
     reason = "ToolMissing"
-
-
-def argv_verb(argv: list[str]) -> str:
-    """The verb of a storage command line (first argument not an option)."""
-    for arg in argv[1:]:
-        if not arg.startswith("-"):
-            return arg
-    return ""

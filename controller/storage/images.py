@@ -1,0 +1,259 @@
+"""The seed's ImageServer: pulls and looks up images in the store.
+
+Pulls go through containers/image (``skopeo copy SRC
+containers-storage:[driver@root+runroot]NAME``), so podstore never writes
+image layers itself. Two pulls of one reference in one process are one pull:
+the second waits for the first and shares its result.
+
+Image IDs are content addresses (the config digest): an ID's config never
+changes, so it is cached for the life of the process. Name-to-ID answers are
+cached too, and checked where they are used: a create that finds the image
+gone or renamed drops the entry and asks again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.storage import names
+from controller.storage.command import Runner
+from controller.storage.errors import (
+    CommandError,
+    ImageNotFound,
+    ImagePullError,
+    InvalidImageName,
+    StorageError,
+)
+from controller.storage.names import ImageReference
+from controller.storage.store import StorageImage, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """The parts of an OCI image config that a container's process is built from."""
+
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    working_dir: str = ""
+    user: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_blob(cls, blob: Mapping[str, Any]) -> ImageConfig:
+        cfg = blob.get("config") or {}
+        return cls(
+            entrypoint=tuple(cfg.get("Entrypoint") or ()),
+            cmd=tuple(cfg.get("Cmd") or ()),
+            env=tuple(cfg.get("Env") or ()),
+            working_dir=str(cfg.get("WorkingDir") or ""),
+            user=str(cfg.get("User") or ""),
+            labels=dict(cfg.get("Labels") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """An image in the store (the seed's ImageResult)."""
+
+    id: str
+    names: tuple[str, ...]
+    digest: str
+    size: int
+    config: ImageConfig | None = None
+
+    @property
+    def name(self) -> str:
+        return self.names[0] if self.names else ""
+
+
+class _Flight:
+    """One pull in progress, which later callers of the same reference wait on."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: ImageInfo | None = None
+        self.error: BaseException | None = None
+
+
+class ImageService:
+    """Pulls, lists, inspects and removes images in one store."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        insecure_registries: Iterable[str] = (),
+        auth_file: str | os.PathLike[str] | None = None,
+        pull_timeout: float = 600.0,
+    ) -> None:
+        self.store = store
+        self.insecure_registries = frozenset(names.registry_host(r) for r in insecure_registries)
+        self.auth_file = os.fspath(auth_file) if auth_file is not None else None
+        self.skopeo = Runner("skopeo", timeout=pull_timeout)
+        self._lock = threading.Lock()
+        self._flights: dict[tuple[str, str | None], _Flight] = {}
+        self._configs: dict[str, ImageConfig] = {}
+        self._by_name: dict[str, StorageImage] = {}
+
+    # -- lookups ------------------------------------------------------------
+
+    def image_status(self, ref: str) -> ImageInfo | None:
+        """The image a reference or ID names, with its config; None when absent."""
+        image = self._lookup(ref)
+        if image is None:
+            return None
+        return self._info(image)
+
+    def list_images(self) -> list[ImageInfo]:
+        return [self._info(image, with_config=False) for image in self.store.images()]
+
+    def resolve(self, ref: str) -> StorageImage | None:
+        """The stored image for a reference or ID, from the cache when it is there."""
+        key = self.store_name(ref)
+        with self._lock:
+            cached = self._by_name.get(key)
+        if cached is not None:
+            return cached
+        image = self._lookup(ref)
+        if image is not None:
+            with self._lock:
+                self._by_name[key] = image
+        return image
+
+    def forget(self, ref: str) -> None:
+        """Drop a cached name lookup that turned out stale."""
+        with self._lock:
+            self._by_name.pop(self.store_name(ref), None)
+
+    def config(self, image_id: str) -> ImageConfig | None:
+        """An image's config by ID; IDs are content addresses, so this caches forever."""
+        with self._lock:
+            cached = self._configs.get(image_id)
+        if cached is not None:
+            return cached
+        blob = self.store.image_config(image_id)
+        if blob is None:
+            return None
+        config = ImageConfig.from_blob(blob)
+        with self._lock:
+            self._configs[image_id] = config
+        return config
+
+    def store_name(self, ref: str) -> str:
+        """The store's key for a reference: its normalized name, or the ID itself."""
+        if _looks_like_id(ref):
+            return names.image_id(ref)
+        return names.image_reference(ref).store_name()
+
+    def _lookup(self, ref: str) -> StorageImage | None:
+        return self.store.image(self.store_name(ref))
+
+    def _info(self, image: StorageImage, *, with_config: bool = True) -> ImageInfo:
+        config = self.config(image.id) if with_config else None
+        return ImageInfo(image.id, image.names, image.digest, image.size, config)
+
+    # -- pull and remove ----------------------------------------------------
+
+    def pull_image(self, ref: str, *, auth_file: str | os.PathLike[str] | None = None) -> ImageInfo:
+        """Copy an image into the store; concurrent pulls of one reference run once."""
+        if _looks_like_id(ref):
+            raise InvalidImageName(
+                f"cannot pull {ref!r}: it is an image ID; pull by name (registry/name:tag)"
+            )
+        parsed = names.image_reference(ref)
+        auth = os.fspath(auth_file) if auth_file is not None else self.auth_file
+        key = (parsed.skopeo_source(), auth)
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            if flight.result is None:
+                raise StorageError(f"the pull of {ref!r} this one waited for gave no image")
+            return flight.result
+        try:
+            flight.result = self._pull(parsed, ref, auth)
+            return flight.result
+        except BaseException as err:
+            flight.error = err
+            raise
+        finally:
+            flight.done.set()
+            with self._lock:
+                self._flights.pop(key, None)
+
+    def _pull(self, parsed: ImageReference, original: str, auth: str | None) -> ImageInfo:
+        if auth is not None and not os.path.isfile(auth):
+            raise ImagePullError(original, f"auth file {auth!r} does not exist")
+        args: list[str] = ["--quiet"]
+        if parsed.transport == "docker" and parsed.domain in self.insecure_registries:
+            args.append("--src-tls-verify=false")
+        if auth is not None and parsed.transport == "docker":
+            args += ["--src-authfile", auth]
+        dest_name = parsed.store_name()
+        args += [parsed.skopeo_source(), self.store.destination(dest_name)]
+        log.info("pulling image %s", original)
+        try:
+            self.skopeo.run("copy", *args)
+        except CommandError as err:
+            raise ImagePullError(original, _skopeo_message(err.stderr)) from err
+        self.forget(dest_name)
+        image = self.store.image(dest_name)
+        if image is None:
+            raise ImagePullError(original, f"the image is not in the store as {dest_name!r}")
+        with self._lock:
+            self._by_name[dest_name] = image
+        return self._info(image)
+
+    def remove_image(self, ref: str) -> None:
+        """Remove an image by reference or ID; one already gone is not an error."""
+        image = self._lookup(ref)
+        if image is None:
+            return
+        self.store.delete_image(image.id)
+        with self._lock:
+            for key in [k for k, v in self._by_name.items() if v.id == image.id]:
+                del self._by_name[key]
+
+    def ensure(self, ref: str, *, auth_file: str | None = None) -> StorageImage:
+        """The stored image for ``ref``, pulling it when it is missing."""
+        image = self.resolve(ref)
+        if image is not None:
+            return image
+        if _looks_like_id(ref):
+            raise ImageNotFound(f"image ID {ref!r} is not in the store and an ID cannot be pulled")
+        self.pull_image(ref, auth_file=auth_file)
+        image = self.resolve(ref)
+        if image is None:
+            raise StorageError(f"image {ref!r} was pulled but is not in the store")
+        return image
+
+
+_ID_LIKE = re.compile(r"^(sha256:)?[a-f0-9]{64}$")
+
+
+def _looks_like_id(ref: str) -> bool:
+    return isinstance(ref, str) and bool(_ID_LIKE.match(ref))
+
+
+_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+
+
+def _skopeo_message(stderr: str) -> str:
+    """The registry's answer out of skopeo's log line, unquoted."""
+    found = _MSG.findall(stderr)
+    text = found[-1] if found else stderr.strip()
+    return text.replace('\\"', '"').strip() or "skopeo failed without a message"

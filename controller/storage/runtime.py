@@ -1,0 +1,550 @@
+"""The seed's RuntimeServer: pods and containers as containers in the store.
+
+A pod is the set of containers whose metadata carries its ``pod-id``; its
+infra container's ID is the pod ID and its names include the pod's name. A
+container's layer gets the extra name ``<container name>-layer``. The runtime
+config template lives in the container directory as ``config.json``; each
+start mounts the layer and renders it into the run directory with
+``root.path`` set to the mountpoint, which makes the run directory an OCI
+bundle.
+
+Every call is safe to repeat and to interrupt. A create finds a container it
+made before (same ID or name, same metadata) and finishes it instead of
+making a second; a create that fails part-way deletes what it made. Removing,
+deleting or stopping what is already gone succeeds. Containers whose metadata
+does not say ``managed-by: podstore`` are never changed.
+
+The number of processes per call is kept at the bare CLI's: a create is
+create-container, add-names on the layer and the two directory lookups; a
+start is one inspect and one mount; a stop or delete of a container this
+process already knows is one command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from controller.storage import names
+from controller.storage.errors import (
+    ContainerNotKnown,
+    ImageNotFound,
+    InvalidContainerID,
+    InvalidImageName,
+    InvalidSandboxID,
+    NameConflict,
+    NotOurs,
+    StorageError,
+)
+from controller.storage.images import ImageConfig, ImageService
+from controller.storage.metadata import RuntimeContainerMetadata
+from controller.storage.ocispec import render
+from controller.storage.store import StorageContainer, StorageImage, Store
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """What a create returns (the seed's ContainerInfo)."""
+
+    id: str
+    dir: str
+    run_dir: str
+    config: ImageConfig | None
+
+
+@dataclass(frozen=True)
+class ManagedContainer:
+    """A podstore container as the store lists it: its record and parsed metadata."""
+
+    id: str
+    names: tuple[str, ...]
+    image: str
+    layer: str
+    created: str
+    metadata: RuntimeContainerMetadata
+
+    @property
+    def infra(self) -> bool:
+        return self.metadata.pod
+
+
+class RuntimeService:
+    """Creates, starts, stops and removes pods and containers in one store."""
+
+    def __init__(
+        self,
+        images: ImageService,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.images = images
+        self.store: Store = images.store
+        self.clock = clock
+        self._lock = threading.Lock()
+        # IDs of containers this process made or inspected and found to be
+        # podstore's: a stop or delete of one needs no second inspection.
+        self._ours: set[str] = set()
+        # Directories never change for a container ID.
+        self._dirs: dict[str, tuple[str, str]] = {}
+
+    # -- create -------------------------------------------------------------
+
+    def create_pod_sandbox(
+        self,
+        *,
+        pod_name: str,
+        pod_id: str,
+        image_name: str = "",
+        image_id: str = "",
+        container_name: str,
+        metadata_name: str,
+        uid: str,
+        namespace: str,
+        attempt: int = 0,
+        mount_label: str = "",
+        labels: Mapping[str, str] | None = None,
+        auth_file: str | None = None,
+    ) -> ContainerInfo:
+        """Create a pod's infra container, whose ID is the pod ID."""
+        return self._create(
+            pod=True,
+            pod_name=pod_name,
+            pod_id=pod_id,
+            image_name=image_name,
+            image_id=image_id,
+            container_name=container_name,
+            container_id=pod_id,
+            metadata_name=metadata_name,
+            uid=uid,
+            namespace=namespace,
+            attempt=attempt,
+            mount_label=mount_label,
+            labels=labels,
+            auth_file=auth_file,
+        )
+
+    def create_container(
+        self,
+        *,
+        pod_name: str,
+        pod_id: str,
+        image_name: str = "",
+        image_id: str = "",
+        container_name: str,
+        container_id: str = "",
+        metadata_name: str,
+        attempt: int = 0,
+        mount_label: str = "",
+        uid: str = "",
+        namespace: str = "",
+        labels: Mapping[str, str] | None = None,
+        auth_file: str | None = None,
+    ) -> ContainerInfo:
+        """Create a member container of a pod."""
+        return self._create(
+            pod=False,
+            pod_name=pod_name,
+            pod_id=pod_id,
+            image_name=image_name,
+            image_id=image_id,
+            container_name=container_name,
+            container_id=container_id,
+            metadata_name=metadata_name,
+            uid=uid,
+            namespace=namespace,
+            attempt=attempt,
+            mount_label=mount_label,
+            labels=labels,
+            auth_file=auth_file,
+        )
+
+    def _create(
+        self,
+        *,
+        pod: bool,
+        pod_name: str,
+        pod_id: str,
+        image_name: str,
+        image_id: str,
+        container_name: str,
+        container_id: str,
+        metadata_name: str,
+        uid: str,
+        namespace: str,
+        attempt: int,
+        mount_label: str,
+        labels: Mapping[str, str] | None,
+        auth_file: str | None,
+    ) -> ContainerInfo:
+        names.pod_name(pod_name)
+        if pod:
+            names.sandbox_id(pod_id)
+        elif not isinstance(pod_id, str) or not pod_id:
+            raise InvalidSandboxID("pod ID is empty; a container belongs to a pod")
+        else:
+            names.sandbox_id(pod_id)
+        names.container_name(container_name)
+        if container_id:
+            names.container_id(container_id)
+        names.text(metadata_name, "metadata name")
+        names.text(uid, "pod UID")
+        names.text(namespace, "namespace")
+        names.text(mount_label, "mount label")
+        if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
+            raise StorageError(f"attempt {attempt!r} must be a non-negative integer")
+        if not image_name and not image_id:
+            raise InvalidImageName("neither an image name nor an image ID was given")
+        ref = image_id or image_name
+        if image_id:
+            names.image_id(image_id)
+        if image_name:
+            names.image_reference(image_name)
+
+        image = self._image_for(image_name, image_id, auth_file)
+        wanted = RuntimeContainerMetadata(
+            pod=pod,
+            pod_name=pod_name,
+            pod_id=pod_id,
+            image_name=image_name or (image.names[0] if image.names else ""),
+            image_id=image.id,
+            name=container_name,
+            metadata_name=metadata_name,
+            uid=uid,
+            namespace=namespace,
+            attempt=attempt,
+            created_at=int(self.clock()),
+            mount_label=mount_label,
+            labels=dict(labels or {}),
+        )
+        container_names = [container_name]
+        if pod and pod_name != container_name:
+            container_names.append(pod_name)
+        try:
+            created = self.store.create_container(
+                image.id, id=container_id, names=container_names, metadata=wanted.to_json()
+            )
+        except NameConflict:
+            return self._adopt(container_id, container_names, wanted, image_given=bool(image_id))
+        except ImageNotFound:
+            # The cached lookup was stale: the image went away meanwhile.
+            self.images.forget(ref)
+            raise
+        return self._finish(created, container_name, wanted)
+
+    def _image_for(self, image_name: str, image_id: str, auth_file: str | None) -> StorageImage:
+        if image_id:
+            image = self.images.resolve(image_id)
+            if image is not None:
+                return image
+            if not image_name:
+                raise ImageNotFound(
+                    f"image ID {image_id!r} is not in the store and no image name was given "
+                    "to pull it by"
+                )
+            image = self.images.ensure(image_name, auth_file=auth_file)
+            if not image.id.startswith(names.image_id(image_id)):
+                raise ImageNotFound(
+                    f"image {image_name!r} was pulled as {image.id[:12]}, not the requested "
+                    f"image ID {image_id!r}"
+                )
+            return image
+        return self.images.ensure(image_name, auth_file=auth_file)
+
+    def _finish(
+        self, created: StorageContainer, container_name: str, wanted: RuntimeContainerMetadata
+    ) -> ContainerInfo:
+        """The steps after create-container; on failure the container is deleted again."""
+        try:
+            self.store.add_names(created.layer, [f"{container_name}-layer"])
+            info = self._info(created.id, wanted.image_id)
+        except BaseException:
+            log.warning("create of %s failed part-way; deleting it", created.id)
+            try:
+                self.store.delete_container(created.id)
+            except StorageError:
+                log.exception("could not delete half-made container %s", created.id)
+            raise
+        with self._lock:
+            self._ours.add(created.id)
+        return info
+
+    def _adopt(
+        self,
+        container_id: str,
+        container_names: Sequence[str],
+        wanted: RuntimeContainerMetadata,
+        *,
+        image_given: bool,
+    ) -> ContainerInfo:
+        """A create found its ID or name taken: return the container if it is this one."""
+        holder = None
+        for key in [container_id, *container_names]:
+            if key:
+                holder = self.store.container(key)
+                if holder is not None:
+                    break
+        if holder is None:
+            raise NameConflict(
+                f"the ID or name of container {wanted.name!r} is in use, but no container "
+                "holds it now; try again"
+            )
+        existing = RuntimeContainerMetadata.from_json(holder.metadata)
+        expected = (
+            wanted
+            if image_given
+            else replace(wanted, image_id=existing.image_id if existing else "")
+        )
+        if existing is None:
+            raise NameConflict(
+                f"container {wanted.name!r} cannot be created: its ID or name is held by "
+                f"container {holder.id[:12]} ({', '.join(holder.names)}), which podstore did "
+                "not make"
+            )
+        same = (
+            existing.managed
+            and existing.same_identity(expected)
+            and (not container_id or holder.id == container_id)
+        )
+        if not same:
+            raise NameConflict(
+                f"container {wanted.name!r} (pod {wanted.pod_name!r}) cannot be created: its "
+                f"ID or name is held by container {holder.id[:12]} ({', '.join(holder.names)}) "
+                "which is a different container; remove it or choose another name"
+            )
+        # The earlier create may have stopped before its layer got its name.
+        layer_name = f"{wanted.name}-layer"
+        if layer_name not in self.store.layer_names(holder.layer):
+            self.store.add_names(holder.layer, [layer_name])
+        with self._lock:
+            self._ours.add(holder.id)
+        return self._info(holder.id, existing.image_id)
+
+    def _info(self, container_id: str, image_id: str) -> ContainerInfo:
+        work, run = self._dirs_of(container_id)
+        config = self.images.config(image_id) if image_id else None
+        return ContainerInfo(container_id, work, run, config)
+
+    def _dirs_of(self, container_id: str) -> tuple[str, str]:
+        with self._lock:
+            cached = self._dirs.get(container_id)
+        if cached is not None:
+            return cached
+        dirs = (self.store.container_dir(container_id), self.store.container_run_dir(container_id))
+        for path in dirs:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        with self._lock:
+            self._dirs[container_id] = dirs
+        return dirs
+
+    # -- remove -------------------------------------------------------------
+
+    def remove_pod_sandbox(self, id_or_name: str) -> None:
+        """Remove a pod: its member containers first, then its infra container."""
+        names.id_or_name(id_or_name)
+        infra = self.store.container(id_or_name)
+        if infra is None:
+            return
+        meta = self._owned(infra)
+        if not meta.pod:
+            raise InvalidSandboxID(
+                f"{id_or_name!r} names container {infra.id[:12]}, which is not a pod's infra "
+                "container"
+            )
+        for member in self.list_containers():
+            if member.metadata.pod_id == infra.id and not member.infra:
+                self._delete(member.id)
+        self._delete(infra.id)
+
+    def delete_container(self, id_or_name: str) -> None:
+        """Delete a container (unmounting it); one already gone is not an error."""
+        names.id_or_name(id_or_name)
+        with self._lock:
+            known = id_or_name in self._ours
+        if not known:
+            record = self.store.container(id_or_name)
+            if record is None:
+                return
+            self._owned(record)
+            id_or_name = record.id
+        self._delete(id_or_name)
+
+    def _delete(self, container_id: str) -> None:
+        self.store.delete_container(container_id)
+        with self._lock:
+            self._ours.discard(container_id)
+            self._dirs.pop(container_id, None)
+
+    # -- start and stop -----------------------------------------------------
+
+    def start_container(self, id_or_name: str) -> str:
+        """Mount the container's layer and render its run config; returns the mountpoint."""
+        record, meta = self._inspect(id_or_name)
+        mountpoint = self.store.mount(record.id, label=meta.mount_label)
+        self.render_config(record.id, mountpoint)
+        return mountpoint
+
+    def render_config(self, container_id: str, mountpoint: str) -> str | None:
+        """Write ``config.json`` into the run dir from the template, if there is one."""
+        work, run = self._dirs_of(container_id)
+        template_path = os.path.join(work, CONFIG_FILE)
+        try:
+            with open(template_path, encoding="utf-8") as handle:
+                template = json.load(handle)
+        except FileNotFoundError:
+            return None
+        except ValueError as err:
+            raise StorageError(
+                f"runtime config template {template_path} is not valid JSON: {err}; write it again"
+            ) from err
+        target = os.path.join(run, CONFIG_FILE)
+        write_json_atomic(target, render(template, mountpoint))
+        return target
+
+    def write_config_template(self, id_or_name: str, template: Mapping[str, Any]) -> str:
+        """Keep ``template`` as the container's runtime config template; returns its path."""
+        record, _ = self._inspect(id_or_name)
+        work, _ = self._dirs_of(record.id)
+        path = os.path.join(work, CONFIG_FILE)
+        write_json_atomic(path, template)
+        return path
+
+    def read_config_template(self, id_or_name: str) -> dict[str, Any] | None:
+        """The container's runtime config template, or None when it has none."""
+        record, _ = self._inspect(id_or_name)
+        work, _ = self._dirs_of(record.id)
+        try:
+            with open(os.path.join(work, CONFIG_FILE), encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def stop_container(self, id_or_name: str) -> None:
+        """Unmount the container's layer; one not mounted, or gone, is not an error."""
+        names.id_or_name(id_or_name)
+        with self._lock:
+            known = id_or_name in self._ours
+        if known:
+            container_id = id_or_name
+        else:
+            record = self.store.container(id_or_name)
+            if record is None:
+                return
+            self._owned(record)
+            container_id = record.id
+        if self.store.unmount(container_id, force=True):
+            # The rendered config names a mountpoint that is gone now.
+            with self._lock:
+                dirs = self._dirs.get(container_id)
+            if dirs is not None:
+                _remove_quietly(os.path.join(dirs[1], CONFIG_FILE))
+
+    # -- metadata and directories -------------------------------------------
+
+    def get_container_metadata(self, id_or_name: str) -> RuntimeContainerMetadata:
+        return self._inspect(id_or_name)[1]
+
+    def set_container_metadata(self, id_or_name: str, metadata: RuntimeContainerMetadata) -> None:
+        record, _ = self._inspect(id_or_name)
+        if not isinstance(metadata, RuntimeContainerMetadata):
+            raise StorageError("metadata must be a RuntimeContainerMetadata")
+        if not metadata.managed:
+            raise StorageError("metadata must keep managed-by: podstore")
+        self.store.set_metadata(record.id, metadata.to_json())
+
+    def get_work_dir(self, id: str) -> str:
+        return self._dir_checked(id)[0]
+
+    def get_run_dir(self, id: str) -> str:
+        return self._dir_checked(id)[1]
+
+    def _dir_checked(self, id: str) -> tuple[str, str]:
+        names.container_id(id)
+        with self._lock:
+            cached = self._dirs.get(id)
+        if cached is not None:
+            return cached
+        try:
+            return self._dirs_of(id)
+        except ContainerNotKnown as err:
+            raise InvalidContainerID(f"container {id!r} is not in the store") from err
+
+    # -- listing ------------------------------------------------------------
+
+    def list_containers(self) -> list[ManagedContainer]:
+        """Every container podstore made, from one listing of the store."""
+        out: list[ManagedContainer] = []
+        for record in self.store.containers():
+            meta = RuntimeContainerMetadata.from_json(record.metadata)
+            if meta is None or not meta.managed:
+                continue
+            out.append(
+                ManagedContainer(
+                    record.id, record.names, record.image, record.layer, record.created, meta
+                )
+            )
+        return out
+
+    def mounted(self, ids: Sequence[str]) -> set[str]:
+        """Which of these containers are mounted now (one process)."""
+        return self.store.mounted(list(ids))
+
+    # -- helpers ------------------------------------------------------------
+
+    def _inspect(self, id_or_name: str) -> tuple[StorageContainer, RuntimeContainerMetadata]:
+        names.id_or_name(id_or_name)
+        record = self.store.container(id_or_name)
+        if record is None:
+            raise InvalidContainerID(f"container {id_or_name!r} is not in the store")
+        return record, self._owned(record)
+
+    def _owned(self, record: StorageContainer) -> RuntimeContainerMetadata:
+        meta = RuntimeContainerMetadata.from_json(record.metadata)
+        if meta is None or not meta.managed:
+            raise NotOurs(
+                f"container {record.id[:12]} ({', '.join(record.names)}) was not made by "
+                "podstore; podstore leaves it alone"
+            )
+        with self._lock:
+            self._ours.add(record.id)
+        return meta
+
+
+def new_id() -> str:
+    """A fresh 64-hex container or pod ID, as cri-o makes them."""
+    return secrets.token_hex(32)
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Write JSON so that a reader (or a crash) never sees half a file."""
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

@@ -1,0 +1,327 @@
+"""One containers/storage store, driven through its ``containers-storage`` CLI.
+
+:class:`Store` knows the store's location and turns each verb of the CLI into
+a typed Python call: it builds the argument list, asks for JSON where the tool
+has it, parses the answer into frozen records, and maps the tool's error text
+onto the error family. It knows nothing of pods: that is ``runtime``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from controller.storage.command import Completed, Runner
+from controller.storage.errors import (
+    CommandError,
+    ContainerNotKnown,
+    ImageInUse,
+    ImageNotFound,
+    InvalidName,
+    NameConflict,
+    StorageError,
+)
+
+TOOL = "containers-storage"
+_DRIVER = re.compile(r"^[a-z0-9]+$")
+
+
+@dataclass(frozen=True)
+class StorageContainer:
+    """A container as ``containers-storage containers --json`` reports it."""
+
+    id: str
+    names: tuple[str, ...]
+    image: str
+    layer: str
+    metadata: str
+    created: str
+    mount_label: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StorageContainer:
+        flags = data.get("flags") or {}
+        return cls(
+            id=str(data["id"]),
+            names=tuple(data.get("names") or ()),
+            image=str(data.get("image") or ""),
+            layer=str(data.get("layer") or ""),
+            metadata=str(data.get("metadata") or ""),
+            created=str(data.get("created") or ""),
+            mount_label=str(flags.get("MountLabel") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class StorageImage:
+    """An image as ``containers-storage images --json`` reports it."""
+
+    id: str
+    names: tuple[str, ...]
+    digest: str
+    layer: str
+    created: str
+    size: int = 0
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StorageImage:
+        sizes = data.get("big-data-sizes") or {}
+        return cls(
+            id=str(data["id"]),
+            names=tuple(data.get("names") or ()),
+            digest=str(data.get("digest") or ""),
+            layer=str(data.get("layer") or ""),
+            created=str(data.get("created") or ""),
+            size=int(sum(v for v in sizes.values() if isinstance(v, int))),
+        )
+
+
+def _not_known(stderr: str) -> bool:
+    text = stderr.lower()
+    return any(
+        marker in text
+        for marker in (
+            "container not known",
+            "not a container",
+            "layer not known",
+            "does not exist",
+            "not found",
+        )
+    )
+
+
+def _absent(done: Completed) -> bool:
+    """A lookup that found nothing: an empty JSON list, or a not-known message."""
+    if done.stdout.strip() in ("", "[]", "{}") and not done.stderr.strip():
+        return True
+    return _not_known(done.stderr) or "image not known" in done.stderr
+
+
+def _parse_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise StorageError(
+            f"{TOOL} {what} printed output that is not JSON: {text[:200]!r}"
+        ) from err
+
+
+class Store:
+    """A containers/storage store at ``root`` (graph root) and ``run_root``."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        run_root: str | os.PathLike[str],
+        driver: str = "overlay",
+        *,
+        timeout: float = 120.0,
+        storage_opts: Sequence[str] = (),
+    ) -> None:
+        self.root = _absolute(root, "store root")
+        self.run_root = _absolute(run_root, "store run root")
+        if not isinstance(driver, str) or not _DRIVER.match(driver):
+            raise InvalidName(f"storage driver {driver!r} is not valid: use overlay or vfs")
+        self.driver = driver
+        self.storage_opts = tuple(storage_opts)
+        prefix = ["--graph", self.root, "--run", self.run_root, "--storage-driver", driver]
+        for opt in self.storage_opts:
+            prefix += ["--storage-opt", opt]
+        self.runner = Runner(TOOL, prefix=prefix, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"Store(root={self.root!r}, run_root={self.run_root!r}, driver={self.driver!r})"
+
+    def destination(self, name: str) -> str:
+        """This store as a containers/image destination for ``name``."""
+        return f"containers-storage:[{self.driver}@{self.root}+{self.run_root}]{name}"
+
+    # -- containers -------------------------------------------------------
+
+    def containers(self) -> list[StorageContainer]:
+        """Every container in the store, in one process."""
+        out = self.runner.run("containers", "--json").stdout
+        data = _parse_json(out or "[]", "containers")
+        return [StorageContainer.from_json(item) for item in data or ()]
+
+    def container(self, id_or_name: str) -> StorageContainer | None:
+        """One container by ID or name; None when the store has none."""
+        done = self.runner.run("container", "--json", id_or_name, check=False)
+        if done.returncode != 0:
+            if _absent(done):
+                return None
+            raise CommandError(TOOL, "container", done.returncode, done.stderr)
+        data = _parse_json(done.stdout or "[]", "container")
+        return StorageContainer.from_json(data[0]) if data else None
+
+    def create_container(
+        self, image: str, *, id: str, names: Sequence[str], metadata: str
+    ) -> StorageContainer:
+        args = ["--json", "--metadata", metadata]
+        if id:
+            args += ["--id", id]
+        for name in names:
+            args += ["--name", name]
+        done = self.runner.run("create-container", *args, image, check=False)
+        if done.returncode != 0:
+            err = done.stderr.strip()
+            if "already in use" in err:
+                raise NameConflict(err)
+            if "image not known" in err:
+                raise ImageNotFound(f"image {image!r} is not in the store")
+            raise CommandError(TOOL, "create-container", done.returncode, err)
+        return StorageContainer.from_json(_parse_json(done.stdout, "create-container"))
+
+    def delete_container(self, id: str) -> bool:
+        """Delete a container; False when it was already gone."""
+        done = self.runner.run("delete-container", id, check=False)
+        if done.returncode == 0:
+            return True
+        if _not_known(done.stderr):
+            return False
+        raise CommandError(TOOL, "delete-container", done.returncode, done.stderr)
+
+    def set_metadata(self, id: str, metadata: str) -> None:
+        done = self.runner.run("set-metadata", "--metadata", metadata, id, check=False)
+        if done.returncode != 0:
+            if _not_known(done.stderr):
+                raise ContainerNotKnown(f"container {id!r} is not in the store")
+            raise CommandError(TOOL, "set-metadata", done.returncode, done.stderr)
+
+    def add_names(self, id: str, new_names: Iterable[str]) -> None:
+        """Add names to a container, image or layer."""
+        args: list[str] = []
+        for name in new_names:
+            args += ["--name", name]
+        done = self.runner.run("add-names", *args, id, check=False)
+        if done.returncode != 0:
+            if "already in use" in done.stderr:
+                raise NameConflict(done.stderr.strip())
+            raise CommandError(TOOL, "add-names", done.returncode, done.stderr)
+
+    def layer_names(self, layer_id: str) -> tuple[str, ...]:
+        done = self.runner.run("layer", "--json", layer_id, check=False)
+        if done.returncode != 0:
+            return ()
+        data = _parse_json(done.stdout or "[]", "layer")
+        return tuple(data[0].get("names") or ()) if data else ()
+
+    def container_dir(self, id: str) -> str:
+        return self._dir("get-container-dir", id)
+
+    def container_run_dir(self, id: str) -> str:
+        return self._dir("get-container-run-dir", id)
+
+    def _dir(self, verb: str, id: str) -> str:
+        done = self.runner.run(verb, id, check=False)
+        if done.returncode != 0:
+            if _not_known(done.stderr):
+                raise ContainerNotKnown(f"container {id!r} is not in the store")
+            raise CommandError(TOOL, verb, done.returncode, done.stderr)
+        return done.stdout.strip()
+
+    def mount(self, id: str, *, label: str = "") -> str:
+        """Mount a container's layer; returns the mountpoint."""
+        args = ["--json"]
+        if label:
+            args += ["--label", label]
+        done = self.runner.run("mount", *args, id, check=False)
+        if done.returncode != 0:
+            if _not_known(done.stderr):
+                raise ContainerNotKnown(f"container {id!r} is not in the store")
+            raise CommandError(TOOL, "mount", done.returncode, done.stderr)
+        data = _parse_json(done.stdout, "mount")
+        entry = data[0] if isinstance(data, list) and data else {}
+        if entry.get("error"):
+            raise StorageError(f"mounting container {id!r} failed: {entry['error']}")
+        mountpoint = str(entry.get("mountpoint") or "")
+        if not mountpoint:
+            raise StorageError(f"mounting container {id!r} gave no mountpoint")
+        return mountpoint
+
+    def unmount(self, id: str, *, force: bool = True) -> bool:
+        """Unmount a container's layer; False when the container is gone."""
+        args = ["--force"] if force else []
+        done = self.runner.run("unmount", *args, id, check=False)
+        if done.returncode == 0:
+            return True
+        if _not_known(done.stderr):
+            return False
+        raise CommandError(TOOL, "unmount", done.returncode, done.stderr)
+
+    def mounted(self, ids: Sequence[str]) -> set[str]:
+        """Which of these containers are mounted, in one process.
+
+        ``containers-storage mounted`` prints ``ID mounted`` for each mounted
+        one (its JSON form does not say), so the text form is read.
+        """
+        if not ids:
+            return set()
+        done = self.runner.run("mounted", *ids, check=False)
+        found: set[str] = set()
+        for line in done.stdout.splitlines():
+            ident, _, state = line.strip().rpartition(" ")
+            if state == "mounted" and ident:
+                found.add(ident)
+        return found
+
+    # -- images -------------------------------------------------------------
+
+    def images(self) -> list[StorageImage]:
+        data = _parse_json(self.runner.run("images", "--json").stdout or "[]", "images")
+        return [StorageImage.from_json(item) for item in data or ()]
+
+    def image(self, name_or_id: str) -> StorageImage | None:
+        done = self.runner.run("image", "--json", name_or_id, check=False)
+        if done.returncode != 0:
+            # An unknown image is an empty JSON list and exit 1, often with no message.
+            if _absent(done):
+                return None
+            raise CommandError(TOOL, "image", done.returncode, done.stderr)
+        data = _parse_json(done.stdout or "[]", "image")
+        return StorageImage.from_json(data[0]) if data else None
+
+    def image_config(self, image_id: str) -> dict[str, Any] | None:
+        """The image's OCI config blob (stored under its digest), parsed."""
+        key = "sha256:" + image_id
+        done = self.runner.run("get-image-data", image_id, key, check=False)
+        if done.returncode != 0:
+            return None
+        data = _parse_json(done.stdout, "get-image-data")
+        return data if isinstance(data, dict) else None
+
+    def delete_image(self, id: str) -> bool:
+        """Delete an image; False when it was already gone."""
+        done = self.runner.run("delete-image", id, check=False)
+        if done.returncode == 0:
+            return True
+        err = done.stderr.lower()
+        if "image not known" in err or _not_known(err):
+            return False
+        if "in use" in err or "used by" in err:
+            raise ImageInUse(f"image {id!r} is used by containers: {done.stderr.strip()}")
+        raise CommandError(TOOL, "delete-image", done.returncode, done.stderr)
+
+    # -- store --------------------------------------------------------------
+
+    def shutdown(self, *, force: bool = False) -> None:
+        self.runner.run("shutdown", *(["--force"] if force else []))
+
+
+def _absolute(value: str | os.PathLike[str], what: str) -> str:
+    path = os.fspath(value)
+    if not isinstance(path, str) or not path or not os.path.isabs(path):
+        raise InvalidName(f"{what} {path!r} must be an absolute path")
+    if "\x00" in path or "\n" in path:
+        raise InvalidName(f"{what} {path!r} contains control characters")
+    if ":" in path or "+" in path or "[" in path or "]" in path:
+        # These separate the parts of a containers-storage:[driver@root+runroot] reference.
+        raise InvalidName(f"{what} {path!r} may not contain ':', '+', '[' or ']'")
+    return os.path.normpath(path)
+
+
+__all__ = ["StorageContainer", "StorageImage", "Store"]
