@@ -63,6 +63,8 @@ class ContainerInfo:
     dir: str
     run_dir: str
     config: ImageConfig | None
+    # What the container's metadata field holds (podstore's addition).
+    metadata: RuntimeContainerMetadata | None = None
 
 
 @dataclass(frozen=True)
@@ -269,7 +271,7 @@ class RuntimeService:
         """The steps after create-container; on failure the container is deleted again."""
         try:
             self.store.add_names(created.layer, [f"{container_name}-layer"])
-            info = self._info(created.id, wanted.image_id)
+            info = replace(self._info(created.id, wanted.image_id), metadata=wanted)
         except BaseException:
             log.warning("create of %s failed part-way; deleting it", created.id)
             try:
@@ -330,7 +332,7 @@ class RuntimeService:
             self.store.add_names(holder.layer, [layer_name])
         with self._lock:
             self._ours.add(holder.id)
-        return self._info(holder.id, existing.image_id)
+        return replace(self._info(holder.id, existing.image_id), metadata=existing)
 
     def _info(self, container_id: str, image_id: str) -> ContainerInfo:
         work, run = self._dirs_of(container_id)

@@ -1,0 +1,247 @@
+"""Typed views of StoragePod and StorageContainer objects, and storage names.
+
+The reconcile layer works on these frozen values, parsed from the plain
+dicts that the API (or a manifest file) gives; a spec that cannot work
+raises :class:`SpecError` naming the field. The names and IDs that objects
+get in the store are derived here, deterministically, so that a retry after
+a crash finds what the first try made instead of making a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+GROUP = "podstore.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+POD_KIND = "StoragePod"
+CONTAINER_KIND = "StorageContainer"
+POD_PLURAL = "storagepods"
+CONTAINER_PLURAL = "storagecontainers"
+FINALIZER = "podstore.dev/storage"
+
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+STATES = ("Started", "Stopped")
+
+# Labels podstore keeps in a container's metadata to tie it to its object.
+LABEL_KIND = "podstore.dev/kind"
+LABEL_NAMESPACE = "podstore.dev/namespace"
+LABEL_NAME = "podstore.dev/name"
+LABEL_UID = "podstore.dev/uid"
+LABEL_NODE = "podstore.dev/node"
+LABEL_SOURCE = "podstore.dev/source"
+LABEL_TEMPLATE = "podstore.dev/template-hash"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class SpecError(ValueError):
+    """A spec that can never be reconciled; names the field and what is wrong."""
+
+    def __init__(self, field_path: str, message: str, reason: str = "InvalidSpec") -> None:
+        self.field = field_path
+        self.reason = reason
+        super().__init__(f"{field_path}: {message}")
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """Which API object: kind, namespace, name and UID."""
+
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> ObjectRef:
+        meta = obj.get("metadata") or {}
+        return cls(
+            kind=str(obj.get("kind") or ""),
+            namespace=str(meta.get("namespace") or "default"),
+            name=str(meta.get("name") or ""),
+            uid=str(meta.get("uid") or ""),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """A StorageContainer's spec (or one of a StoragePod's container templates)."""
+
+    pod_name: str
+    image: str
+    image_id: str = ""
+    image_pull_policy: str = "IfNotPresent"
+    command: tuple[str, ...] | None = None
+    args: tuple[str, ...] | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    working_dir: str = ""
+    mount_label: str = ""
+    state: str = "Started"
+
+    def process_hash(self) -> str:
+        """Digest of what the runtime config template is built from."""
+        data = [self.command, self.args, list(self.env), self.working_dir, self.mount_label]
+        return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    node_name: str
+    infra_image: str = ""
+    image_pull_policy: str = "IfNotPresent"
+    image_pull_secrets: tuple[str, ...] = ()
+    attempt: int = 0
+    containers: tuple[Mapping[str, Any], ...] = field(default=())
+
+
+def _str(spec: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> str:
+    value = spec.get(key)
+    if value is None or value == "":
+        if required:
+            raise SpecError(f"{path}.{key}", "is required")
+        return ""
+    if not isinstance(value, str):
+        raise SpecError(f"{path}.{key}", f"must be a string, not {type(value).__name__}")
+    return value
+
+
+def _str_list(spec: Mapping[str, Any], key: str, path: str) -> tuple[str, ...] | None:
+    value = spec.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError(f"{path}.{key}", "must be a list of strings")
+    return tuple(value)
+
+
+def _enum(
+    spec: Mapping[str, Any], key: str, path: str, allowed: Sequence[str], default: str
+) -> str:
+    value = spec.get(key, default) or default
+    if value not in allowed:
+        raise SpecError(f"{path}.{key}", f"must be one of {', '.join(allowed)}, not {value!r}")
+    return str(value)
+
+
+def parse_container_spec(spec: Mapping[str, Any], *, path: str = "spec") -> ContainerSpec:
+    if not isinstance(spec, Mapping):
+        raise SpecError(path, "must be an object")
+    env_items: list[tuple[str, str]] = []
+    raw_env = spec.get("env") or []
+    if not isinstance(raw_env, list):
+        raise SpecError(f"{path}.env", "must be a list of {name, value}")
+    seen: set[str] = set()
+    for i, item in enumerate(raw_env):
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise SpecError(f"{path}.env[{i}].name", "is required")
+        name = item["name"]
+        if not re.match(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", name):
+            raise SpecError(f"{path}.env[{i}].name", f"{name!r} is not a valid variable name")
+        if name in seen:
+            raise SpecError(f"{path}.env[{i}].name", f"{name!r} is set twice")
+        seen.add(name)
+        value = item.get("value", "")
+        if not isinstance(value, str):
+            raise SpecError(f"{path}.env[{i}].value", "must be a string")
+        env_items.append((name, value))
+    working_dir = _str(spec, "workingDir", path)
+    if working_dir and not working_dir.startswith("/"):
+        raise SpecError(f"{path}.workingDir", f"{working_dir!r} must be an absolute path")
+    image_id = _str(spec, "imageID", path)
+    if image_id and not re.match(r"^(sha256:)?[a-f0-9]{64}$", image_id):
+        raise SpecError(f"{path}.imageID", f"{image_id!r} is not a sha256 image ID")
+    return ContainerSpec(
+        pod_name=_str(spec, "podName", path),
+        image=_str(spec, "image", path, required=True),
+        image_id=image_id.removeprefix("sha256:"),
+        image_pull_policy=_enum(spec, "imagePullPolicy", path, PULL_POLICIES, "IfNotPresent"),
+        command=_str_list(spec, "command", path),
+        args=_str_list(spec, "args", path),
+        env=tuple(env_items),
+        working_dir=working_dir,
+        mount_label=_str(spec, "mountLabel", path),
+        state=_enum(spec, "state", path, STATES, "Started"),
+    )
+
+
+def parse_pod_spec(spec: Mapping[str, Any], *, path: str = "spec") -> PodSpec:
+    if not isinstance(spec, Mapping):
+        raise SpecError(path, "must be an object")
+    secrets: list[str] = []
+    for i, item in enumerate(spec.get("imagePullSecrets") or []):
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise SpecError(f"{path}.imagePullSecrets[{i}].name", "is required")
+        secrets.append(item["name"])
+    attempt = spec.get("attempt", 0) or 0
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
+        raise SpecError(f"{path}.attempt", "must be a non-negative integer")
+    containers = spec.get("containers") or []
+    if not isinstance(containers, list):
+        raise SpecError(f"{path}.containers", "must be a list")
+    names: set[str] = set()
+    for i, item in enumerate(containers):
+        cpath = f"{path}.containers[{i}]"
+        if not isinstance(item, Mapping):
+            raise SpecError(cpath, "must be an object")
+        name = item.get("name")
+        if not isinstance(name, str) or not _DNS_LABEL.match(name) or len(name) > 63:
+            raise SpecError(f"{cpath}.name", f"{name!r} must be a DNS label (a-z, 0-9, '-')")
+        if name in names:
+            raise SpecError(f"{cpath}.name", f"{name!r} is used twice")
+        names.add(name)
+        parse_container_spec(item, path=cpath)
+    return PodSpec(
+        node_name=_str(spec, "nodeName", path, required=True),
+        infra_image=_str(spec, "infraImage", path),
+        image_pull_policy=_enum(spec, "imagePullPolicy", path, PULL_POLICIES, "IfNotPresent"),
+        image_pull_secrets=tuple(secrets),
+        attempt=attempt,
+        containers=tuple(containers),
+    )
+
+
+# -- names and IDs in the store ------------------------------------------------
+
+
+def _part(value: str) -> str:
+    """A name part safe in a storage name (no '_' separators inside)."""
+    cleaned = re.sub(r"[^A-Za-z0-9.-]", "-", value)[:63].strip("-.")
+    return cleaned or "x"
+
+
+def pod_id_for(pod_uid: str, attempt: int) -> str:
+    return hashlib.sha256(f"podstore/pod/{pod_uid}/{attempt}".encode()).hexdigest()
+
+
+def container_id_for(container_uid: str, pod_id: str) -> str:
+    return hashlib.sha256(f"podstore/container/{container_uid}/{pod_id}".encode()).hexdigest()
+
+
+def sandbox_name(pod: ObjectRef, attempt: int) -> str:
+    """The pod's name in the store, cri-o style: k8s_<pod>_<ns>_<uid>_<attempt>."""
+    return f"k8s_{_part(pod.name)}_{_part(pod.namespace)}_{_part(pod.uid)}_{attempt}"
+
+
+def infra_name(pod: ObjectRef, attempt: int) -> str:
+    return f"k8s_POD_{_part(pod.name)}_{_part(pod.namespace)}_{_part(pod.uid)}_{attempt}"
+
+
+def container_name(container: ObjectRef, pod: ObjectRef, attempt: int) -> str:
+    return (
+        f"k8s_{_part(container.name)}_{_part(pod.name)}_{_part(pod.namespace)}_"
+        f"{_part(pod.uid)}_{attempt}"
+    )
+
+
+def child_name(pod_name: str, container: str) -> str:
+    """The StorageContainer a pod's container template becomes."""
+    return f"{pod_name}-{container}"

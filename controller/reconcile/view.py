@@ -1,0 +1,115 @@
+"""What the node's store holds, read once and shared by every reconcile.
+
+Reading the store costs a process per question; a node with a thousand
+containers would spend seconds asking about each one. :class:`NodeView`
+answers from one listing of the store (``containers --json``) and one
+``mounted`` question for all of podstore's containers, taken again when it
+is older than ``max_age`` or when asked. podstore's own changes are applied
+to the view as they are made, so the view stays true between listings;
+changes made by others show at the next listing (the resync takes one every
+pass), and an action that finds the view stale invalidates it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from controller.storage import ManagedContainer, RuntimeContainerMetadata, RuntimeService
+
+
+class NodeView:
+    def __init__(
+        self,
+        runtime: RuntimeService,
+        *,
+        max_age: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.runtime = runtime
+        self.max_age = max_age
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._taken: float | None = None
+        self._containers: dict[str, ManagedContainer] = {}
+        self._mounted: set[str] = set()
+        self.listings = 0
+
+    def refresh(self) -> None:
+        """List the store again (two processes), whatever the view's age."""
+        with self._refresh_lock:
+            started = self.clock()
+            listing = self.runtime.list_containers()
+            mounted = self.runtime.mounted([c.id for c in listing])
+            with self._lock:
+                self._containers = {c.id: c for c in listing}
+                self._mounted = mounted
+                self._taken = started
+                self.listings += 1
+
+    def _fresh(self) -> None:
+        with self._lock:
+            taken = self._taken
+        if taken is None or self.clock() - taken > self.max_age:
+            with self._refresh_lock:
+                # Another thread may have refreshed while this one waited.
+                with self._lock:
+                    taken = self._taken
+                if taken is not None and self.clock() - taken <= self.max_age:
+                    return
+            self.refresh()
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._taken = None
+
+    def get(self, container_id: str) -> ManagedContainer | None:
+        self._fresh()
+        with self._lock:
+            return self._containers.get(container_id)
+
+    def is_mounted(self, container_id: str) -> bool:
+        self._fresh()
+        with self._lock:
+            return container_id in self._mounted
+
+    def containers(self) -> list[ManagedContainer]:
+        self._fresh()
+        with self._lock:
+            return list(self._containers.values())
+
+    def where(self, **labels: str) -> list[ManagedContainer]:
+        """podstore's containers whose labels have these values."""
+        return [
+            c
+            for c in self.containers()
+            if all(c.metadata.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    # -- podstore's own changes, applied as they are made -------------------
+
+    def put(self, container: ManagedContainer) -> None:
+        with self._lock:
+            self._containers[container.id] = container
+
+    def put_metadata(self, container_id: str, metadata: RuntimeContainerMetadata) -> None:
+        with self._lock:
+            found = self._containers.get(container_id)
+            if found is not None:
+                self._containers[container_id] = replace(found, metadata=metadata)
+
+    def forget(self, ids: Iterable[str]) -> None:
+        with self._lock:
+            for ident in ids:
+                self._containers.pop(ident, None)
+                self._mounted.discard(ident)
+
+    def set_mounted(self, container_id: str, mounted: bool) -> None:
+        with self._lock:
+            if mounted:
+                self._mounted.add(container_id)
+            else:
+                self._mounted.discard(container_id)
