@@ -1,0 +1,110 @@
+"""The agent image's recipe stays pinned and in step with the package it ships.
+
+The image itself cannot be built here (no base image, no registry): these checks keep
+the recipe honest instead — every input pinned, versions agreeing with pyproject.toml,
+the Chart and the manifests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from .support import CHART, IMAGE, MANIFESTS, REPO, find, load_objects
+
+pytestmark = pytest.mark.deploy
+
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+CONTAINERFILE = (IMAGE / "Containerfile").read_text()
+
+
+def pins(name: str) -> dict[str, Version]:
+    pinned: dict[str, Version] = {}
+    for raw in (IMAGE / name).read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        found = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)", line)
+        assert found, f"{name}: {line!r} is not pinned as name==version"
+        pinned[canonicalize_name(found.group(1))] = Version(found.group(2))
+    return pinned
+
+
+def test_every_runtime_dependency_is_pinned_to_a_version_it_accepts() -> None:
+    pinned = pins("requirements.txt")
+    for spec in PYPROJECT["project"]["dependencies"]:
+        requirement = Requirement(spec)
+        name = canonicalize_name(requirement.name)
+        assert name in pinned, f"{requirement.name} is not in manifests/image/requirements.txt"
+        assert pinned[name] in requirement.specifier, f"{name}=={pinned[name]} breaks {spec}"
+
+
+def test_the_build_backend_is_pinned_to_a_version_it_accepts() -> None:
+    pinned = pins("build-requirements.txt")
+    for spec in PYPROJECT["build-system"]["requires"]:
+        requirement = Requirement(spec)
+        name = canonicalize_name(requirement.name)
+        assert name in pinned
+        assert pinned[name] in requirement.specifier
+
+
+def test_the_base_image_is_pulled_by_digest_only() -> None:
+    froms = re.findall(r"^FROM\s+(\S+)", CONTAINERFILE, flags=re.MULTILINE)
+    external = [f for f in froms if f not in {"debian", "build"}]
+    assert external == ["${BASE_IMAGE}@${BASE_DIGEST}"]
+
+
+def test_apt_reads_a_dated_snapshot_and_installs_pinned_packages() -> None:
+    assert re.search(r"^ARG DEBIAN_SNAPSHOT=\d{8}T\d{6}Z$", CONTAINERFILE, flags=re.MULTILINE)
+    assert "snapshot.debian.org/archive/debian/${DEBIAN_SNAPSHOT}" in CONTAINERFILE
+    assert "snapshot.debian.org/archive/debian-security/${DEBIAN_SNAPSHOT}" in CONTAINERFILE
+    installs = re.findall(r"apt-get install -y((?:[^;])*);", CONTAINERFILE)
+    packages = [word for chunk in installs for word in chunk.replace("\\", " ").split()]
+    assert packages
+    assert [p for p in packages if "=" not in p] == []
+    names = {p.split("=")[0] for p in packages}
+    assert {"containers-storage", "skopeo", "runc", "python3"} <= names
+
+
+def test_pip_installs_only_the_pinned_list() -> None:
+    for line in re.findall(r"pip install[^;\n]*", CONTAINERFILE):
+        assert "--no-deps" in line, line
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_the_build_script_refuses_the_placeholder_digest() -> None:
+    result = subprocess.run(
+        ["bash", str(IMAGE / "build.sh")],
+        env={**os.environ, "BASE_DIGEST": "sha256:" + "0" * 64},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "BASE_DIGEST" in result.stderr
+
+
+def test_the_build_script_stamps_every_file_with_the_commit_time() -> None:
+    script = (IMAGE / "build.sh").read_text()
+    assert '--timestamp "${SOURCE_DATE_EPOCH}"' in script
+    assert "git log -1 --format=%ct" in script
+    assert "git archive" in script
+
+
+def test_pyproject_chart_and_manifests_agree_on_the_version() -> None:
+    version = PYPROJECT["project"]["version"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == version
+    daemonset = find(load_objects(MANIFESTS / "daemonset.yaml"), "DaemonSet")
+    image = daemonset["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"localhost/podstore:{version}"

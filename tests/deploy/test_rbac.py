@@ -1,0 +1,80 @@
+"""The agent's ClusterRole, in the chart and in manifests/, grants exactly what the code
+calls: the rules controller.handlers.access.required_rules() derives from the kopf
+registry and from the functions that call the API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+
+from .support import MANIFESTS, find, load_objects, render_objects
+
+pytestmark = pytest.mark.deploy
+
+Triple = tuple[str, str, str]
+
+
+def triples(rules: Iterable[dict[str, Any]]) -> set[Triple]:
+    """A rule list as (apiGroup, resource, verb) triples: equal sets grant the same access."""
+    found: set[Triple] = set()
+    for rule in rules:
+        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    found.add((group, resource, verb))
+    return found
+
+
+def chart_rules() -> list[dict[str, Any]]:
+    return list(find(render_objects(), "ClusterRole")["rules"])
+
+
+def manifest_rules() -> list[dict[str, Any]]:
+    return list(find(load_objects(MANIFESTS / "rbac.yaml"), "ClusterRole")["rules"])
+
+
+ROLES = [
+    pytest.param(chart_rules, id="chart"),
+    pytest.param(manifest_rules, id="manifests"),
+]
+
+
+def test_the_chart_and_the_manifests_grant_the_same_access() -> None:
+    assert triples(chart_rules()) == triples(manifest_rules())
+
+
+@pytest.mark.parametrize("rules", ROLES)
+def test_no_rule_uses_a_wildcard(rules: Any) -> None:
+    wildcards = {t for t in triples(rules()) if "*" in t}
+    assert wildcards == set()
+
+
+@pytest.mark.parametrize("rules", ROLES)
+def test_secrets_are_only_read_one_by_one(rules: Any) -> None:
+    # get by name for a StoragePod's imagePullSecrets; list or watch would expose every
+    # Secret of the cluster to every node.
+    on_secrets = {t for t in triples(rules()) if t[1] == "secrets"}
+    assert on_secrets == {("", "secrets", "get")}
+
+
+@pytest.mark.parametrize("rules", ROLES)
+def test_the_spec_is_never_replaced_only_patched(rules: Any) -> None:
+    # GitOps: the agent writes status and its own finalizer (a metadata patch), never a
+    # whole object, so it needs no update on the main resources.
+    granted = triples(rules())
+    for resource in ("storagepods", "storagecontainers"):
+        assert ("podstore.dev", resource, "update") not in granted
+        assert ("podstore.dev", resource, "deletecollection") not in granted
+
+
+def test_the_rules_are_exactly_what_the_agent_needs() -> None:
+    # Fails with ImportError until the handlers provide required_rules(): that is the point.
+    from controller.handlers.access import required_rules
+
+    needed = triples(required_rules())
+    assert not {t for t in needed if "*" in t}
+    assert triples(chart_rules()) == needed
+    assert triples(manifest_rules()) == needed
