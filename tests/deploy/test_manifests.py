@@ -3,6 +3,7 @@ installs is what the chart installs with its default values."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import kubernetes_validate
@@ -15,10 +16,12 @@ from .support import (
     KUBE_VERSIONS,
     MANIFESTS,
     NAMESPACE,
+    REPO,
     find,
     kinds,
     kustomize_objects,
     load_objects,
+    render,
     render_objects,
 )
 
@@ -158,3 +161,17 @@ def test_the_samples_are_not_applied_with_the_agent() -> None:
     # Samples name nodes of an example cluster; users apply them on purpose.
     kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
     assert not any("samples" in resource for resource in kustomization["resources"])
+
+
+def test_the_install_snippet_names_commands_and_files_that_exist() -> None:
+    snippet = (REPO / "tests" / "deploy" / "INSTALL_SNIPPET.md").read_text()
+    notes = render()["podstore/templates/NOTES.txt"]
+    check = "kubectl -n podstore-system rollout status ds/podstore"
+    assert check in snippet
+    assert check in notes
+    assert "helm install podstore charts/podstore -n podstore-system --create-namespace" in (
+        snippet.replace("\\\n  ", "")
+    )
+    assert "kubectl apply -k manifests/" in snippet
+    for path in re.findall(r"(?:manifests|charts)/[\w./-]+\.(?:yaml|md)", snippet):
+        assert (REPO / path).exists(), path
