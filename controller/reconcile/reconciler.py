@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from controller.reconcile import model
 from controller.reconcile.model import ContainerSpec, ObjectRef, SpecError
-from controller.reconcile.status import Condition, merge_conditions, rfc3339
+from controller.reconcile.status import Condition, merge_conditions, rfc3339, status_patch
 from controller.reconcile.view import NodeView
 from controller.storage import (
     ContainerInfo,
@@ -207,21 +207,7 @@ class Reconciler:
         run_dir: str,
         members: Sequence[Mapping[str, Any]],
     ) -> Outcome:
-        entries = []
-        ready = 0
-        for member in sorted(members, key=lambda m: str((m.get("metadata") or {}).get("name"))):
-            mstatus = member.get("status") or {}
-            mspec = member.get("spec") or {}
-            phase = str(mstatus.get("phase") or "Pending")
-            entries.append(
-                {
-                    "name": str((member.get("metadata") or {}).get("name")),
-                    "containerID": str(mstatus.get("containerID") or ""),
-                    "phase": phase,
-                }
-            )
-            if phase == (mspec.get("state") or "Started"):
-                ready += 1
+        entries, ready = member_summary(members)
         all_ready = ready == len(entries)
         now = self.clock()
         conditions = [
@@ -249,6 +235,37 @@ class Reconciler:
             "message": None,
         }
         return Outcome(status)
+
+    def reconcile_pod_summary(
+        self, pod: Mapping[str, Any], members: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """The status patch that brings a Ready pod's member summary up to date."""
+        current = pod.get("status") or {}
+        generation = int((pod.get("metadata") or {}).get("generation") or 0)
+        entries, ready = member_summary(members)
+        all_ready = ready == len(entries)
+        wanted = {
+            "containers": entries,
+            "conditions": merge_conditions(
+                current.get("conditions"),
+                [
+                    Condition(
+                        "ContainersReady",
+                        all_ready,
+                        "AllContainersReady" if all_ready else "ContainersNotReady",
+                        f"{ready}/{len(entries)} containers in their desired state",
+                    )
+                ],
+                generation=generation,
+                now=self.clock(),
+            ),
+        }
+        patch = status_patch(current, wanted)
+        if list(patch) == ["conditions"] and _same_conditions(
+            current.get("conditions"), wanted["conditions"]
+        ):
+            return {}
+        return patch
 
     def _pod_pending(
         self,
@@ -696,6 +713,35 @@ class Reconciler:
                 continue
             configs.append(config)
         return configs
+
+
+def member_summary(members: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, str]], int]:
+    """A pod's ``status.containers`` entries and how many are in their desired state."""
+    entries: list[dict[str, str]] = []
+    ready = 0
+    for member in sorted(members, key=lambda m: str((m.get("metadata") or {}).get("name"))):
+        mstatus = member.get("status") or {}
+        mspec = member.get("spec") or {}
+        phase = str(mstatus.get("phase") or "Pending")
+        entries.append(
+            {
+                "name": str((member.get("metadata") or {}).get("name")),
+                "containerID": str(mstatus.get("containerID") or ""),
+                "phase": phase,
+            }
+        )
+        if phase == (mspec.get("state") or "Started"):
+            ready += 1
+    return entries, ready
+
+
+def _same_conditions(a: Any, b: Any) -> bool:
+    def key(items: Any) -> list[tuple[Any, ...]]:
+        return sorted(
+            (c.get("type"), c.get("status"), c.get("reason"), c.get("message")) for c in items or ()
+        )
+
+    return key(a) == key(b)
 
 
 class _Waiting(Exception):

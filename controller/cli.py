@@ -1,0 +1,74 @@
+"""The ``podstore`` command line.
+
+``podstore agent`` runs the operator for one node; ``podstore run`` runs the
+same reconciler from manifest files; ``ps``, ``pods``, ``images`` and
+``inspect`` show what podstore keeps in the node's store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from controller import __version__, config, logs
+
+Command = Callable[[argparse.Namespace], int]
+AddArgs = Callable[[argparse.ArgumentParser, dict[str, str]], None]
+_COMMANDS: dict[str, tuple[str, AddArgs, Command]] = {}
+
+
+def command(name: str, help_: str, add_args: AddArgs) -> Callable[[Command], Command]:
+    """Register a subcommand: its help, its own flags and its function."""
+
+    def register(func: Command) -> Command:
+        _COMMANDS[name] = (help_, add_args, func)
+        return func
+
+    return register
+
+
+def _agent_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+    config.add_reconciler_arguments(parser, env)
+    config.add_agent_arguments(parser, env)
+
+
+@command("agent", "run the operator for one node", _agent_args)
+def agent(args: argparse.Namespace) -> int:
+    from controller.handlers.operator import run  # kopf is imported only for the agent
+
+    settings = config.settings_from_args(args)
+    run(settings)
+    return 0
+
+
+def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    env = config.environ_snapshot(environ)
+    # Commands defined elsewhere register themselves on import.
+    from controller import commands  # noqa: F401
+
+    parser = argparse.ArgumentParser(
+        prog="podstore",
+        description="Pods and containers kept in containers/storage, driven by Kubernetes.",
+    )
+    parser.add_argument("--version", action="version", version=f"podstore {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_, add_args, func) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        config.add_store_arguments(p, env)
+        add_args(p, env)
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.setup(args.log_level, args.log_format)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The node-side commands (run, ps, pods, images, inspect) register here."""

@@ -1,0 +1,136 @@
+"""The agent's own Kubernetes API calls (kopf makes the others).
+
+Each function makes one call and declares it with :func:`uses`, which is
+where the agent's RBAC comes from. Secrets are read one by one by name
+(``get``), never listed or watched, and their content never reaches a log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from controller.handlers.access import uses
+from controller.reconcile import model
+
+log = logging.getLogger(__name__)
+
+
+class _Client:
+    lock = threading.Lock()
+    api: client.ApiClient | None = None
+
+
+def api_client() -> client.ApiClient:
+    """One API client per process, from the in-cluster config or KUBECONFIG."""
+    with _Client.lock:
+        if _Client.api is None:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            _Client.api = client.ApiClient()
+        return _Client.api
+
+
+def reset_client() -> None:
+    """Forget the client (tests point the agent at a new emulator)."""
+    with _Client.lock:
+        if _Client.api is not None:
+            _Client.api.close()
+        _Client.api = None
+
+
+def _custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client())
+
+
+@uses("", "secrets", "get")
+def docker_config(namespace: str, name: str) -> Mapping[str, Any] | None:
+    """The registry credentials in an image pull secret; None when absent or unusable."""
+    try:
+        secret = client.CoreV1Api(api_client()).read_namespaced_secret(name, namespace)
+    except ApiException as err:
+        if err.status in (403, 404):
+            log.warning("image pull secret %s/%s: HTTP %s", namespace, name, err.status)
+            return None
+        raise
+    data = secret.data or {}
+    raw = data.get(".dockerconfigjson") or data.get(".dockercfg")
+    if not raw:
+        log.warning("image pull secret %s/%s holds no docker config", namespace, name)
+        return None
+    try:
+        parsed = json.loads(base64.b64decode(raw))
+    except (binascii.Error, ValueError):
+        log.warning("image pull secret %s/%s is not valid JSON", namespace, name)
+        return None
+    return parsed if isinstance(parsed, Mapping) else None
+
+
+@uses(model.GROUP, model.CONTAINER_PLURAL, "create")
+def create_container(body: Mapping[str, Any]) -> None:
+    namespace = body["metadata"]["namespace"]
+    try:
+        _custom().create_namespaced_custom_object(
+            model.GROUP, model.VERSION, namespace, model.CONTAINER_PLURAL, dict(body)
+        )
+    except ApiException as err:
+        if err.status != 409:  # made by an earlier pass already
+            raise
+
+
+@uses(model.GROUP, model.CONTAINER_PLURAL, "patch")
+def patch_container_spec(namespace: str, name: str, spec_patch: Mapping[str, Any]) -> None:
+    _custom().patch_namespaced_custom_object(
+        model.GROUP,
+        model.VERSION,
+        namespace,
+        model.CONTAINER_PLURAL,
+        name,
+        {"spec": dict(spec_patch)},
+    )
+
+
+@uses(model.GROUP, model.CONTAINER_PLURAL, "delete")
+def delete_container(namespace: str, name: str) -> None:
+    try:
+        _custom().delete_namespaced_custom_object(
+            model.GROUP, model.VERSION, namespace, model.CONTAINER_PLURAL, name
+        )
+    except ApiException as err:
+        if err.status != 404:
+            raise
+
+
+@uses(model.GROUP, f"{model.POD_PLURAL}/status", "patch")
+def patch_pod_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    try:
+        _custom().patch_namespaced_custom_object_status(
+            model.GROUP, model.VERSION, namespace, model.POD_PLURAL, name, {"status": dict(status)}
+        )
+    except ApiException as err:
+        if err.status != 404:
+            raise
+
+
+@uses(model.GROUP, model.POD_PLURAL, "list")
+def list_pod_uids() -> set[str]:
+    items: Any = _custom().list_cluster_custom_object(model.GROUP, model.VERSION, model.POD_PLURAL)
+    return {str(i["metadata"]["uid"]) for i in items.get("items", [])}
+
+
+@uses(model.GROUP, model.CONTAINER_PLURAL, "list")
+def list_container_uids() -> set[str]:
+    items: Any = _custom().list_cluster_custom_object(
+        model.GROUP, model.VERSION, model.CONTAINER_PLURAL
+    )
+    return {str(i["metadata"]["uid"]) for i in items.get("items", [])}

@@ -1,0 +1,156 @@
+"""The kopf handlers: thin, each parses kopf's arguments and calls the Agent.
+
+Handlers are registered into a registry built for one node
+(:func:`build_registry`): their filters need the node's name, their timers
+the resync interval. A StoragePod is this agent's when its ``spec.nodeName``
+is this node; a StorageContainer when its pod is (or, while its pod does not
+exist, when no other node has claimed it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from controller.config import Settings
+from controller.handlers.agent import Agent, orphan_loop
+from controller.reconcile import model
+
+log = logging.getLogger(__name__)
+
+PODS = (model.GROUP, model.VERSION, model.POD_PLURAL)
+CONTAINERS = (model.GROUP, model.VERSION, model.CONTAINER_PLURAL)
+
+
+def _pod_of(index: Any, namespace: str | None, name: Any) -> Mapping[str, Any] | None:
+    found = index.get((namespace, name)) if index is not None else None
+    return next(iter(found), None) if found else None
+
+
+def build_registry(settings: Settings) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    node = settings.node_name
+    resync = settings.resync_interval
+
+    def pod_is_mine(spec: Any, **_: Any) -> bool:
+        return bool(spec.get("nodeName") == node)
+
+    def container_is_mine(spec: Any, status: Any, namespace: str | None, **kw: Any) -> bool:
+        pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
+        if pod is not None:
+            return bool((pod.get("spec") or {}).get("nodeName") == node)
+        return status.get("nodeName") in (None, "", node)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+        settings.persistence.finalizer = model.FINALIZER
+        # Everything kopf keeps goes under status: the agent never writes spec or metadata
+        # other than its finalizer, so GitOps tools see no drift.
+        settings.persistence.progress_storage = kopf.StatusProgressStorage(name="kopf")
+        settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(name="kopf")
+        settings.posting.level = logging.WARNING
+        settings.execution.max_workers = 8
+        settings.watching.server_timeout = 300
+        memo["stop"] = asyncio.Event()
+        memo["orphans"] = asyncio.create_task(orphan_loop(memo["agent"], memo["stop"]))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(memo: Any, **_: Any) -> None:
+        memo["stop"].set()
+        memo["orphans"].cancel()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.index(*PODS, registry=registry)
+    def pods(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        return {(namespace, name): dict(body)}
+
+    @kopf.index(*CONTAINERS, registry=registry)
+    def members(namespace: str | None, spec: Any, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        return {(namespace, spec.get("podName")): dict(body)}
+
+    @kopf.on.resume(*PODS, registry=registry, when=pod_is_mine)
+    @kopf.on.create(*PODS, registry=registry, when=pod_is_mine)
+    @kopf.on.update(*PODS, registry=registry, when=pod_is_mine)
+    def pod_changed(
+        body: kopf.Body, name: str, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
+    ) -> None:
+        memo["agent"].sync_pod(body, kw["members"].get((namespace, name), ()), patch)
+
+    @kopf.timer(*PODS, registry=registry, when=pod_is_mine, interval=resync, initial_delay=resync)
+    def pod_resync(
+        body: kopf.Body, name: str, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
+    ) -> None:
+        members = kw["members"].get((namespace, name), ())
+        memo["agent"].sync_pod(body, members, patch, raise_errors=False)
+
+    @kopf.on.delete(*PODS, registry=registry, when=pod_is_mine)
+    def pod_deleted(
+        body: kopf.Body, name: str, namespace: str | None, memo: Any, **kw: Any
+    ) -> None:
+        memo["agent"].delete_pod(body, kw["members"].get((namespace, name), ()))
+
+    @kopf.on.resume(*CONTAINERS, registry=registry, when=container_is_mine)
+    @kopf.on.create(*CONTAINERS, registry=registry, when=container_is_mine)
+    @kopf.on.update(*CONTAINERS, registry=registry, when=container_is_mine)
+    def container_changed(
+        body: kopf.Body, spec: Any, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
+    ) -> None:
+        pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
+        siblings = kw["members"].get((namespace, spec.get("podName")), ())
+        memo["agent"].sync_container(body, pod, siblings, patch)
+
+    @kopf.timer(
+        *CONTAINERS,
+        registry=registry,
+        when=container_is_mine,
+        interval=resync,
+        initial_delay=resync,
+    )
+    def container_resync(
+        body: kopf.Body, spec: Any, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
+    ) -> None:
+        pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
+        siblings = kw["members"].get((namespace, spec.get("podName")), ())
+        memo["agent"].sync_container(body, pod, siblings, patch, raise_errors=False)
+
+    @kopf.on.delete(*CONTAINERS, registry=registry, when=container_is_mine)
+    def container_deleted(body: kopf.Body, memo: Any, **_: Any) -> None:
+        memo["agent"].delete_container(body)
+
+    return registry
+
+
+# The registry as the agent with default settings builds it: what RBAC is derived from.
+registry = build_registry(Settings(node_name="rbac-derivation"))
+
+
+def run(settings: Settings, *, stop_flag: Any = None, ready_flag: Any = None) -> None:
+    """Run the agent for one node until stopped (blocking)."""
+    asyncio.run(serve(settings, stop_flag=stop_flag, ready_flag=ready_flag))
+
+
+async def serve(settings: Settings, *, stop_flag: Any = None, ready_flag: Any = None) -> None:
+    """The agent as a coroutine: kopf in standalone mode, cluster-wide, for one node."""
+    agent = Agent.from_settings(settings)
+    liveness = (
+        f"http://{settings.listen_address}:{settings.health_port}/healthz"
+        if settings.health_port
+        else None
+    )
+    await kopf.operator(
+        registry=build_registry(settings),
+        # kopf's peering is leader election: it would pause every other node's agent.
+        standalone=True,
+        clusterwide=True,
+        liveness_endpoint=liveness,
+        memo=kopf.Memo(agent=agent),
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
