@@ -3,6 +3,7 @@ its defaults and under alternative value sets."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import helm_python as helm
@@ -291,3 +292,32 @@ def test_the_notes_give_one_command_that_checks_the_install() -> None:
     assert "kubectl -n podstore-system rollout status ds/podstore" in notes
     assert "kubectl get spod,sctr -A" in notes
     assert "helm test podstore -n podstore-system" in notes
+
+
+@pytest.mark.parametrize("values", VALUE_SET_PARAMS)
+def test_the_agent_command_line_is_one_that_podstore_accepts(
+    chart: helm.Chart, values: dict[str, Any]
+) -> None:
+    from controller import cli, config
+
+    container = agent_container(daemonset(values))
+    # What the kubelet hands the process: literal env values, $(VAR) expanded in args.
+    environ = {"PODSTORE_NODE_NAME": "node-1"}
+    environ |= {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    argv = [re.sub(r"\$\((\w+)\)", lambda m: environ[m.group(1)], a) for a in container["args"]]
+    args = cli.build_parser(environ).parse_args(argv)
+    settings = config.settings_from_args(args)
+
+    agent = chart.merge_values(values)["agent"]
+    assert args.command == "agent"
+    assert settings.node_name == "node-1"
+    assert settings.root == agent["storage"]["root"]
+    assert settings.run_root == agent["storage"]["runroot"]
+    assert settings.driver == agent["storage"]["driver"]
+    assert settings.infra_image == agent["infraImage"]
+    assert settings.insecure_registries == tuple(agent["insecureRegistries"])
+    assert settings.resync_interval == agent["resyncInterval"]
+    assert settings.health_port == agent["healthPort"]
+    assert settings.metrics_port == agent["metricsPort"]
+    assert settings.log_level == agent["logLevel"]
+    assert settings.log_format == agent["logFormat"]
