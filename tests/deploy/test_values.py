@@ -127,6 +127,11 @@ def test_the_alternative_value_sets_satisfy_the_schema(
             "podstore.dev~1store",
             id="node-selector-value-not-a-string",
         ),
+        pytest.param(
+            {"daemonset": {"podLabels": {"app.kubernetes.io/component": "x"}}},
+            "app.kubernetes.io/component",
+            id="pod-label-replacing-a-selector-label",
+        ),
         pytest.param({"daemonset": {"maxUnavailable": 0}}, "maxUnavailable", id="zero-unavailable"),
         pytest.param({"image": {"digest": "sha256:abc"}}, "digest", id="short-digest"),
         pytest.param({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy", id="bad-pull-policy"),
