@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import helm_python as helm
 import pytest
 
-from .support import CHART
+from .common import CHART
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 
-from .support import (
+from .common import (
     CHART,
     KUBE_FLOOR,
     KUBE_VERSIONS,

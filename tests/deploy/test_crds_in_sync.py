@@ -9,7 +9,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 
-from .support import CHART, CRD_FILES, CRDS, KUBE_VERSIONS, MANIFESTS, load_objects
+from .common import CHART, CRD_FILES, CRDS, KUBE_VERSIONS, MANIFESTS, load_objects
 
 pytestmark = pytest.mark.deploy
 

@@ -19,7 +19,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from .support import CHART, IMAGE, MANIFESTS, REPO, find, load_objects
+from .common import CHART, IMAGE, MANIFESTS, REPO, find, load_objects
 
 pytestmark = pytest.mark.deploy
 

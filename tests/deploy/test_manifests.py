@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from .support import (
+from .common import (
     CRD_FILES,
     CRDS,
     KUBE_VERSIONS,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .support import MANIFESTS, find, load_objects, render_objects
+from .common import MANIFESTS, find, load_objects, render_objects
 
 pytestmark = pytest.mark.deploy
 

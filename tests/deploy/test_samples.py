@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from .support import CRD_FILES, CRDS, SAMPLES, load_objects
+from .common import CRD_FILES, CRDS, SAMPLES, load_objects
 
 pytestmark = pytest.mark.deploy
 

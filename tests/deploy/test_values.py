@@ -12,7 +12,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from .support import CHART, VALUE_SETS, render
+from .common import CHART, VALUE_SETS, render
 
 pytestmark = pytest.mark.deploy
 
