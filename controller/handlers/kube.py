@@ -77,6 +77,9 @@ def docker_config(namespace: str, name: str) -> Mapping[str, Any] | None:
 
 
 @uses(model.GROUP, model.CONTAINER_PLURAL, "create")
+# Children carry an ownerReference with blockOwnerDeletion, which clusters with the
+# OwnerReferencesPermissionEnforcement admission plugin allow only with this.
+@uses(model.GROUP, f"{model.POD_PLURAL}/finalizers", "update")
 def create_container(body: Mapping[str, Any]) -> None:
     namespace = body["metadata"]["namespace"]
     try:

@@ -53,6 +53,8 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         settings.persistence.progress_storage = kopf.StatusProgressStorage(name="kopf")
         settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(name="kopf")
         settings.posting.level = logging.WARNING
+        # The two CRDs are known; scanning all CRDs would need list/watch on them.
+        settings.scanning.disabled = True
         settings.execution.max_workers = 8
         settings.watching.server_timeout = 300
         memo["stop"] = asyncio.Event()
