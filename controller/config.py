@@ -11,6 +11,7 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 ENV_PREFIX = "PODSTORE_"
 
@@ -64,6 +65,22 @@ def _env(environ: Mapping[str, str], name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
+def _number(
+    environ: Mapping[str, str], name: str, kind: type[float] | type[int], default: float
+) -> Any:
+    """A numeric setting from the environment, with an error that names the variable."""
+    raw = _env(environ, name)
+    if raw is None:
+        return kind(default)
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SystemExit(
+            f"podstore: environment variable {ENV_PREFIX}{name}={raw!r} is not a "
+            f"{'whole number' if kind is int else 'number'}"
+        ) from None
+
+
 def add_store_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
     """The flags every command takes: where the store is."""
     parser.add_argument(
@@ -84,7 +101,7 @@ def add_store_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
     parser.add_argument(
         "--command-timeout",
         type=float,
-        default=float(_env(environ, "COMMAND_TIMEOUT") or 120.0),
+        default=_number(environ, "COMMAND_TIMEOUT", float, 120.0),
         help="seconds any one storage command may run (env PODSTORE_COMMAND_TIMEOUT)",
     )
     parser.add_argument(
@@ -121,7 +138,7 @@ def add_reconciler_arguments(parser: argparse.ArgumentParser, environ: Mapping[s
     parser.add_argument(
         "--pull-timeout",
         type=float,
-        default=float(_env(environ, "PULL_TIMEOUT") or 600.0),
+        default=_number(environ, "PULL_TIMEOUT", float, 600.0),
         help="seconds one image pull may run (env PODSTORE_PULL_TIMEOUT)",
     )
 
@@ -137,26 +154,26 @@ def add_agent_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
     parser.add_argument(
         "--resync-interval",
         type=float,
-        default=float(_env(environ, "RESYNC_INTERVAL") or 30.0),
+        default=_number(environ, "RESYNC_INTERVAL", float, 30.0),
         help="seconds between two comparisons of spec and store (env PODSTORE_RESYNC_INTERVAL)",
     )
     parser.add_argument(
         "--orphan-grace",
         type=float,
-        default=float(_env(environ, "ORPHAN_GRACE") or 60.0),
+        default=_number(environ, "ORPHAN_GRACE", float, 60.0),
         help="seconds before a container whose object is gone is removed "
         "(env PODSTORE_ORPHAN_GRACE)",
     )
     parser.add_argument(
         "--health-port",
         type=int,
-        default=int(_env(environ, "HEALTH_PORT") or DEFAULT_HEALTH_PORT),
+        default=_number(environ, "HEALTH_PORT", int, DEFAULT_HEALTH_PORT),
         help="port of the /healthz liveness endpoint, 0 to disable (env PODSTORE_HEALTH_PORT)",
     )
     parser.add_argument(
         "--metrics-port",
         type=int,
-        default=int(_env(environ, "METRICS_PORT") or DEFAULT_METRICS_PORT),
+        default=_number(environ, "METRICS_PORT", int, DEFAULT_METRICS_PORT),
         help="port of the Prometheus /metrics endpoint, 0 to disable (env PODSTORE_METRICS_PORT)",
     )
     parser.add_argument(
