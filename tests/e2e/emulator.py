@@ -1255,7 +1255,7 @@ class PodstoreEmulator(kmock.KubernetesEmulator):
         self._prepare_create(res, obj)
         obj, warnings = self._admit(res, None, obj, query)
         if query.get("dryRun") == "All":
-            meta["resourceVersion"] = str(self._rv)
+            obj["metadata"]["resourceVersion"] = str(self._rv)
             return obj, warnings
         return self._commit(res, "ADDED", obj, None).obj, warnings
 
@@ -1431,6 +1431,7 @@ class PodstoreEmulator(kmock.KubernetesEmulator):
         if res.key == SECRETS:
             self._prepare_create(res, new)  # stringData → data, on updates too
         new, warnings = self._admit(res, old.obj, new, query)
+        meta = new["metadata"]
         if self._same(old.obj, new, ignore=()):
             return copy.deepcopy(old.obj), warnings  # a no-op: no new version, no event
         if res.generation:
@@ -1550,6 +1551,9 @@ class PodstoreEmulator(kmock.KubernetesEmulator):
     @staticmethod
     def _check_type(res: Resource, obj: JSON) -> None:
         kind, api_version = obj.get("kind"), obj.get("apiVersion")
+        if not kind and not res.custom:
+            # Built-in kinds take their type from the URL; custom resources must say it.
+            kind = obj["kind"] = res.kind
         if not kind:
             raise bad_request(f"Object 'Kind' is missing in '{json.dumps(obj)[:200]}'")
         if kind != res.kind or api_version not in (None, res.api_version):
@@ -2101,7 +2105,9 @@ async def kopf_operator(
     )
     try:
         waiter = asyncio.create_task(ready_flag.wait())
-        done, _ = await asyncio.wait({task, waiter}, timeout=ready_timeout)
+        done, _ = await asyncio.wait(
+            {task, waiter}, timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         if task in done:
             waiter.cancel()
             task.result()  # re-raise why it ended
