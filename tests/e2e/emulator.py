@@ -626,10 +626,11 @@ def _json_response(
 class PodstoreEmulator(kmock.KubernetesEmulator):
     """kmock's Kubernetes emulator, made to act like kube-apiserver for kopf and podstore.
 
-    Objects live in :meth:`objects_of` / :meth:`get_object` (plain dicts), not in
-    kmock's ``objects`` history, which grows with every write. kmock reactions
-    added by a test (``emulator['patch', kmock.resource(...)] << 500``) are served
-    before the emulated API, to inject faults.
+    Objects live in :meth:`objects_of` / :meth:`get_object` (plain dicts); kmock's
+    ``objects`` mirrors only their current versions (for its ``>=`` pattern assertions),
+    since a history of every write would grow without end. kmock reactions added by
+    a test (``emulator['patch', kmock.resource(...)] << 500``) are served before the
+    emulated API, to inject faults.
     """
 
     crd_dir: Path | None = None
@@ -721,7 +722,8 @@ class PodstoreEmulator(kmock.KubernetesEmulator):
         """Store an object as a create would, without HTTP (before serving, or in-loop)."""
         res = self.resource(obj["kind"], obj.get("apiVersion"))
         meta = obj.get("metadata", {})
-        return self._create(res, meta.get("namespace"), copy.deepcopy(dict(obj)), {})[0]
+        created = self._create(res, meta.get("namespace"), copy.deepcopy(dict(obj)), {})[0]
+        return copy.deepcopy(created)
 
     def get_object(self, plural: str, namespace: str | None, name: str) -> JSON | None:
         res = self.resource(plural)
@@ -1021,7 +1023,7 @@ class PodstoreEmulator(kmock.KubernetesEmulator):
         )
         if after is not None:
             items = [(key, s) for key, s in items if key > after]
-        limit = int(query.get("limit") or 0)
+        limit = int(_number(query, "limit"))
         metadata: JSON = {"resourceVersion": str(rv)}
         if limit > 0 and len(items) > limit:
             last = items[limit - 1][0]
@@ -1072,7 +1074,7 @@ class PodstoreEmulator(kmock.KubernetesEmulator):
                 "allowWatchBookmarks: Forbidden: sendInitialEvents requires setting "
                 "allowWatchBookmarks to true",
             )
-        timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
+        timeout = _number(query, "timeoutSeconds") or None
         deadline = None if timeout is None else time.monotonic() + timeout
         resume = since not in ("", "0")
         try:
@@ -1174,10 +1176,15 @@ class PodstoreEmulator(kmock.KubernetesEmulator):
         stored = Stored(source)
         meta = source["metadata"]
         key = (meta.get("namespace") if res.namespaced else None, meta["name"])
+        mirror = (kmock.resource(res.group, res.version, res.plural), *key)
         if kind == "DELETED":
             self._store[res.key].pop(key, None)
+            with contextlib.suppress(KeyError):
+                del self._objects[mirror]
         else:
             self._store[res.key][key] = stored
+            # kmock's view for its pattern assertions: only the current version, a copy.
+            self._objects[mirror] = copy.deepcopy(source)
         events = self._events[res.key]
         if events.maxlen is not None and len(events) == events.maxlen:
             self._compacted[res.key] = events[0].rv
@@ -1240,6 +1247,10 @@ class PodstoreEmulator(kmock.KubernetesEmulator):
                 "AlreadyExists",
                 f'{res.qualified} "{name}" already exists',
                 _details(res, name),
+            )
+        if meta.get("resourceVersion"):
+            raise ApiError(
+                500, "InternalError", "resourceVersion should not be set on objects to be created"
             )
         for field in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(field, None)
@@ -1691,6 +1702,13 @@ class PodstoreEmulator(kmock.KubernetesEmulator):
                 "metadata.ownerReferences",
                 "Invalid value: only one reference can have Controller set to true",
             )
+
+
+def _number(query: Mapping[str, str], name: str) -> float:
+    try:
+        return float(query.get(name) or 0)
+    except ValueError as err:
+        raise bad_request(f"invalid {name}: {query[name]!r}") from err
 
 
 def _qualified_name(value: str) -> bool:

@@ -615,3 +615,104 @@ def test_the_kubeconfig_points_at_the_emulator(kube: EmulatedCluster) -> None:
     config = yaml.safe_load(kube.kubeconfig.read_text())
     assert config["clusters"][0]["cluster"]["server"] == kube.url
     assert config["current-context"] == "emulator"
+
+
+def test_bookmarks_come_on_an_idle_watch(tmp_path: Any) -> None:
+    from emulator import PodstoreEmulator
+
+    with EmulatedCluster(PodstoreEmulator(bookmark_interval=0.1)) as kube:
+        created = kube.create(storage_pod("a"))
+        rv = created["metadata"]["resourceVersion"]
+        path = (
+            kube.path("storagepods")
+            + f"?watch=true&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=5"
+        )
+        events = watch_events(kube, path, 1)
+    assert events[0]["type"] == "BOOKMARK"
+    assert int(events[0]["object"]["metadata"]["resourceVersion"]) >= int(rv)
+
+
+def test_serving_many_requests_keeps_no_growing_history(kube: EmulatedCluster) -> None:
+    kube.emulator["get", "/nowhere"] << 418  # a reaction makes kmock match requests again
+    for _ in range(300):
+        kube.request("GET", "/version")
+    assert len(kube.emulator._requests) <= 256
+
+
+# --- more of the server ---------------------------------------------------------------------
+
+
+def test_deleting_a_namespace_deletes_its_content_then_itself(kube: EmulatedCluster) -> None:
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}})
+    held = storage_pod("held")
+    held["metadata"] = {"name": "held", "namespace": "team", "finalizers": ["podstore.dev/x"]}
+    kube.create(held)
+    free = storage_pod("free")
+    free["metadata"]["namespace"] = "team"
+    kube.create(free)
+    marked = kube.delete("namespaces", None, "team")
+    assert marked is not None
+    assert marked["status"]["phase"] == "Terminating"
+    assert kube.get("storagepods", "team", "free") is None
+    with pytest.raises(ApiResponseError) as caught:
+        kube.create({**storage_pod("late"), "metadata": {"name": "late", "namespace": "team"}})
+    assert caught.value.status == 403
+    kube.patch("storagepods", "team", "held", {"metadata": {"finalizers": None}})
+    assert kube.get("namespaces", None, "team") is None
+
+
+def test_a_crd_created_through_the_api_is_served(kube: EmulatedCluster) -> None:
+    crd = kube.get("customresourcedefinitions", None, "storagepods.podstore.dev")
+    assert crd is not None
+    crd = json.loads(
+        json.dumps(crd).replace("storagepod", "widget").replace("StoragePod", "Widget")
+    )
+    crd["spec"]["names"]["shortNames"] = ["wdg"]
+    crd["metadata"] = {"name": "widgets.podstore.dev"}
+    kube.create(crd)
+    widget = kube.create({**storage_pod("w"), "kind": "Widget"})
+    assert widget["spec"]["imagePullPolicy"] == "IfNotPresent"
+    with pytest.raises(ApiResponseError):
+        kube.create({**storage_pod("bad"), "kind": "Widget", "spec": {}})
+    kube.delete("customresourcedefinitions", None, "widgets.podstore.dev")
+    with pytest.raises(ApiResponseError) as caught:
+        kube.request("GET", "/apis/podstore.dev/v1alpha1/widgets")
+    assert caught.value.status == 404
+
+
+def test_a_dry_run_changes_nothing(kube: EmulatedCluster) -> None:
+    kube.create(storage_pod("web"), dryRun="All")
+    assert kube.get("storagepods", "default", "web") is None
+
+
+def test_creating_with_a_resource_version_is_an_error(kube: EmulatedCluster) -> None:
+    created = kube.create(storage_pod("web"))
+    kube.delete("storagepods", "default", "web")
+    with pytest.raises(ApiResponseError) as caught:
+        kube.create(created)
+    assert caught.value.status == 500
+
+
+def test_a_status_put_replaces_only_the_status(kube: EmulatedCluster) -> None:
+    created = kube.create(storage_pod("web"))
+    created["status"] = {"phase": "Ready"}
+    created["spec"]["attempt"] = 9
+    result = kube.replace(created, subresource="status")
+    assert result["status"] == {"phase": "Ready"}
+    assert result["spec"]["attempt"] == 0
+
+
+def test_kmock_objects_mirror_the_current_state(kube: EmulatedCluster) -> None:
+    kube.create(storage_pod("web"))
+    kube.patch_status("storagepods", "default", "web", {"phase": "Ready"})
+    key = (kmock.resource(POD_API + "/storagepods"), "default", "web")
+    assert kube.emulator.objects[key] >= {"status": {"phase": "Ready"}}
+    kube.delete("storagepods", "default", "web")
+    assert key not in kube.emulator.objects
+
+
+def test_strategic_merge_patches_are_refused_for_custom_resources(kube: EmulatedCluster) -> None:
+    kube.create(storage_pod("web"))
+    with pytest.raises(ApiResponseError) as caught:
+        kube.patch("storagepods", "default", "web", {"spec": {}}, patch_type="strategic")
+    assert caught.value.status == 415
