@@ -210,6 +210,21 @@ def test_temporary_store_unmounts_and_removes_everything(
     assert not base.exists()
 
 
+def test_temporary_store_unmounts_a_stray_mount_and_says_so(tmp_path: Path) -> None:
+    base = tmp_path / "own-store"
+
+    def mount_a_tmpfs_the_store_does_not_know() -> None:
+        with temporary_store(base) as paths:
+            stray = paths.root.parent / "stray"
+            stray.mkdir()
+            run(["mount", "-t", "tmpfs", "tmpfs", stray])
+
+    with pytest.warns(UserWarning, match="had to unmount"):
+        mount_a_tmpfs_the_store_does_not_know()
+    assert mounts_under(tmp_path) == []
+    assert not base.exists()
+
+
 def test_vfs_store_fixture_is_a_vfs_store(vfs_store: Any) -> None:
     assert vfs_store.driver == "vfs"
     assert containers_json(vfs_store) == []
