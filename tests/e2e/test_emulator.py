@@ -115,6 +115,29 @@ async def test_kopf_operator_sees_objects_that_exist_before_it_starts(
     assert seen == ["early"]
 
 
+async def test_kopf_operator_with_a_node_field_selector_sees_only_its_node(
+    kube: EmulatedCluster,
+) -> None:
+    registry = kopf.OperatorRegistry()
+    seen: list[str] = []
+
+    @kopf.on.create(POD_API, "storagepods", registry=registry)
+    def handle(name: str, **_: Any) -> None:
+        seen.append(name)
+
+    settings = fast_settings()
+    settings.watching.field_selectors[POD_API, "storagepods"] = "spec.nodeName=node-a"
+    async with kopf_operator(kube, registry, settings=settings):
+        kube.create(storage_pod("other", node="node-b"))
+        kube.create(storage_pod("mine", node="node-a"))
+        await kube.aio.wait_for(lambda: seen)
+        await asyncio.sleep(0.1)  # room for a wrong delivery of "other"
+    assert seen == ["mine"]
+    watches = [r for r in kube.requests if r.verb == "watch" and r.resource == "storagepods"]
+    assert watches
+    assert all(r.query.get("fieldSelector") == "spec.nodeName=node-a" for r in watches)
+
+
 # --- resource versions ---------------------------------------------------------------
 
 
