@@ -309,7 +309,15 @@ class Store:
     # -- store --------------------------------------------------------------
 
     def shutdown(self, *, force: bool = False) -> None:
-        self.runner.run("shutdown", *(["--force"] if force else []))
+        """Shut the store's driver down; with ``force``, unmount every container first.
+
+        The CLI's own ``shutdown --force`` can spin forever after unmounting
+        (containers-storage 1.43), so the unmounts are done one by one here.
+        """
+        if force:
+            for container in self.containers():
+                self.unmount(container.id, force=True)
+        self.runner.run("shutdown")
 
 
 def _absolute(value: str | os.PathLike[str], what: str) -> str:
