@@ -124,6 +124,9 @@ class Runner:
                 timeout=limit,
                 check=False,
                 stdin=subprocess.DEVNULL,
+                # A process group of its own: Ctrl-C at a terminal signals podstore,
+                # which stops between steps, and never kills a storage step midway.
+                process_group=0,
             )
         except FileNotFoundError as err:
             raise ToolMissing(
