@@ -34,6 +34,8 @@ class Settings:
     run_root: str = DEFAULT_RUNROOT
     # Storage driver: overlay or vfs (--driver, PODSTORE_DRIVER).
     driver: str = DEFAULT_DRIVER
+    # Kubeconfig file; empty: the in-cluster service account (--kubeconfig, KUBECONFIG).
+    kubeconfig: str = ""
     # Node whose StoragePods/StorageContainers this agent owns (--node-name, PODSTORE_NODE_NAME).
     node_name: str = ""
     # Image for infra containers when a StoragePod names none (--infra-image).
@@ -152,6 +154,11 @@ def add_agent_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
         help="node whose StoragePods this agent owns (env PODSTORE_NODE_NAME)",
     )
     parser.add_argument(
+        "--kubeconfig",
+        default=environ.get("KUBECONFIG", ""),
+        help="kubeconfig file; without one the in-cluster service account is used (env KUBECONFIG)",
+    )
+    parser.add_argument(
         "--resync-interval",
         type=float,
         default=_number(environ, "RESYNC_INTERVAL", float, 30.0),
@@ -197,9 +204,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def environ_snapshot(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The PODSTORE_* part of the environment; the only place that reads os.environ."""
+    """The PODSTORE_* part of the environment (and KUBECONFIG); the only place that reads
+    os.environ."""
     source = os.environ if environ is None else environ
-    return {k: v for k, v in source.items() if k.startswith(ENV_PREFIX)}
+    return {k: v for k, v in source.items() if k.startswith(ENV_PREFIX) or k == "KUBECONFIG"}
 
 
 def split_csv(values: Sequence[str]) -> tuple[str, ...]:

@@ -27,18 +27,52 @@ log = logging.getLogger(__name__)
 class _Client:
     lock = threading.Lock()
     api: client.ApiClient | None = None
+    kubeconfig: str = ""
+
+
+def configure(kubeconfig: str = "") -> client.Configuration:
+    """Load credentials: the given kubeconfig, else in-cluster, else the default kubeconfig."""
+    configuration = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)
+    with _Client.lock:
+        if _Client.api is not None:
+            _Client.api.close()
+        _Client.api = client.ApiClient(configuration)
+        _Client.kubeconfig = kubeconfig
+    return configuration
 
 
 def api_client() -> client.ApiClient:
-    """One API client per process, from the in-cluster config or KUBECONFIG."""
+    """The API client that :func:`configure` made (made with defaults on first use)."""
     with _Client.lock:
-        if _Client.api is None:
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
-            _Client.api = client.ApiClient()
-        return _Client.api
+        api = _Client.api
+    return api if api is not None else client.ApiClient(configure())
+
+
+def connection_info() -> dict[str, Any]:
+    """The client's credentials, as the fields of kopf's ConnectionInfo."""
+    cfg = api_client().configuration
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
+        "authorization"
+    )
+    scheme, _, token = (header or "").rpartition(" ")
+    return {
+        "server": cfg.host,
+        "ca_path": cfg.ssl_ca_cert,
+        "insecure": not cfg.verify_ssl,
+        "username": cfg.username or None,
+        "password": cfg.password or None,
+        "scheme": scheme or None,
+        "token": token or None,
+        "certificate_path": cfg.cert_file,
+        "private_key_path": cfg.key_file,
+    }
 
 
 def reset_client() -> None:

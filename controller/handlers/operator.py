@@ -17,6 +17,7 @@ from typing import Any
 import kopf
 
 from controller.config import Settings
+from controller.handlers import kube, metrics
 from controller.handlers.agent import Agent, orphan_loop
 from controller.reconcile import model
 
@@ -34,7 +35,7 @@ def _pod_of(index: Any, namespace: str | None, name: Any) -> Mapping[str, Any] |
 def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     node = settings.node_name
-    resync = settings.resync_interval
+    every = settings.resync_interval
 
     def pod_is_mine(spec: Any, **_: Any) -> bool:
         return bool(spec.get("nodeName") == node)
@@ -46,7 +47,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         return status.get("nodeName") in (None, "", node)
 
     @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         settings.persistence.finalizer = model.FINALIZER
         # Everything kopf keeps goes under status: the agent never writes spec or metadata
         # other than its finalizer, so GitOps tools see no drift.
@@ -66,41 +67,45 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         memo["orphans"].cancel()
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_via_client(**kwargs)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        # One source of credentials for kopf and for the agent's own API calls.
+        kube.configure(settings.kubeconfig)
+        return kopf.ConnectionInfo(**kube.connection_info())
 
-    @kopf.index(*PODS, registry=registry)
+    @kopf.index(*PODS, registry=registry, id="pods")
     def pods(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return {(namespace, name): dict(body)}
 
-    @kopf.index(*CONTAINERS, registry=registry)
+    @kopf.index(*CONTAINERS, registry=registry, id="members")
     def members(namespace: str | None, spec: Any, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return {(namespace, spec.get("podName")): dict(body)}
 
-    @kopf.on.resume(*PODS, registry=registry, when=pod_is_mine)
-    @kopf.on.create(*PODS, registry=registry, when=pod_is_mine)
-    @kopf.on.update(*PODS, registry=registry, when=pod_is_mine)
+    @kopf.on.resume(*PODS, registry=registry, when=pod_is_mine, id="reconcile")
+    @kopf.on.create(*PODS, registry=registry, when=pod_is_mine, id="reconcile")
+    @kopf.on.update(*PODS, registry=registry, when=pod_is_mine, id="reconcile")
     def pod_changed(
         body: kopf.Body, name: str, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
     ) -> None:
         memo["agent"].sync_pod(body, kw["members"].get((namespace, name), ()), patch)
 
-    @kopf.timer(*PODS, registry=registry, when=pod_is_mine, interval=resync, initial_delay=resync)
+    @kopf.timer(
+        *PODS, registry=registry, when=pod_is_mine, id="resync", interval=every, initial_delay=every
+    )
     def pod_resync(
         body: kopf.Body, name: str, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
     ) -> None:
         members = kw["members"].get((namespace, name), ())
         memo["agent"].sync_pod(body, members, patch, raise_errors=False)
 
-    @kopf.on.delete(*PODS, registry=registry, when=pod_is_mine)
+    @kopf.on.delete(*PODS, registry=registry, when=pod_is_mine, id="remove")
     def pod_deleted(
         body: kopf.Body, name: str, namespace: str | None, memo: Any, **kw: Any
     ) -> None:
         memo["agent"].delete_pod(body, kw["members"].get((namespace, name), ()))
 
-    @kopf.on.resume(*CONTAINERS, registry=registry, when=container_is_mine)
-    @kopf.on.create(*CONTAINERS, registry=registry, when=container_is_mine)
-    @kopf.on.update(*CONTAINERS, registry=registry, when=container_is_mine)
+    @kopf.on.resume(*CONTAINERS, registry=registry, when=container_is_mine, id="reconcile")
+    @kopf.on.create(*CONTAINERS, registry=registry, when=container_is_mine, id="reconcile")
+    @kopf.on.update(*CONTAINERS, registry=registry, when=container_is_mine, id="reconcile")
     def container_changed(
         body: kopf.Body, spec: Any, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
     ) -> None:
@@ -112,8 +117,9 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         *CONTAINERS,
         registry=registry,
         when=container_is_mine,
-        interval=resync,
-        initial_delay=resync,
+        id="resync",
+        interval=every,
+        initial_delay=every,
     )
     def container_resync(
         body: kopf.Body, spec: Any, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
@@ -122,7 +128,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         siblings = kw["members"].get((namespace, spec.get("podName")), ())
         memo["agent"].sync_container(body, pod, siblings, patch, raise_errors=False)
 
-    @kopf.on.delete(*CONTAINERS, registry=registry, when=container_is_mine)
+    @kopf.on.delete(*CONTAINERS, registry=registry, when=container_is_mine, id="remove")
     def container_deleted(body: kopf.Body, memo: Any, **_: Any) -> None:
         memo["agent"].delete_container(body)
 
@@ -141,6 +147,7 @@ def run(settings: Settings, *, stop_flag: Any = None, ready_flag: Any = None) ->
 async def serve(settings: Settings, *, stop_flag: Any = None, ready_flag: Any = None) -> None:
     """The agent as a coroutine: kopf in standalone mode, cluster-wide, for one node."""
     agent = Agent.from_settings(settings)
+    metrics.install(settings.metrics_port, settings.listen_address)
     liveness = (
         f"http://{settings.listen_address}:{settings.health_port}/healthz"
         if settings.health_port

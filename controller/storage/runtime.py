@@ -451,10 +451,14 @@ class RuntimeService:
             container_id = record.id
         if self.store.unmount(container_id, force=True):
             # The rendered config names a mountpoint that is gone now.
+            # A process that did not start it (a restarted agent) asks the store.
             with self._lock:
                 dirs = self._dirs.get(container_id)
-            if dirs is not None:
-                _remove_quietly(os.path.join(dirs[1], CONFIG_FILE))
+            try:
+                run_dir = dirs[1] if dirs else self.store.container_run_dir(container_id)
+            except ContainerNotKnown:
+                return  # deleted meanwhile: its run dir went with it
+            _remove_quietly(os.path.join(run_dir, CONFIG_FILE))
 
     # -- metadata and directories -------------------------------------------
 
