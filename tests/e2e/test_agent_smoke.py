@@ -66,7 +66,12 @@ async def test_a_pod_with_a_container_becomes_ready_and_started(kube_env, store,
         meta = container_metadata(store, cid)
         assert meta["pod-id"] == ctr["status"]["podID"]
         await kube_env.aio.wait_for(
-            lambda: (kube_env.get("storagepods", "default", "web")["status"].get("containers") or [{}])[0].get("phase") == "Started",
+            lambda: (
+                (kube_env.get("storagepods", "default", "web")["status"].get("containers") or [{}])[
+                    0
+                ].get("phase")
+                == "Started"
+            ),
             timeout=30,
         )
         kube_env.delete("storagepods", "default", "web")
