@@ -207,17 +207,11 @@ class Reconciler:
         run_dir: str,
         members: Sequence[Mapping[str, Any]],
     ) -> Outcome:
-        entries, ready = member_summary(members)
-        all_ready = ready == len(entries)
+        entries, containers_ready = member_summary(members)
         now = self.clock()
         conditions = [
             Condition("SandboxReady", True, "SandboxCreated", f"infra container {pod_id[:12]}"),
-            Condition(
-                "ContainersReady",
-                all_ready,
-                "AllContainersReady" if all_ready else "ContainersNotReady",
-                f"{ready}/{len(entries)} containers in their desired state",
-            ),
+            containers_ready,
             Condition("Ready", True, "SandboxReady", ""),
         ]
         status = {
@@ -242,20 +236,12 @@ class Reconciler:
         """The status patch that brings a Ready pod's member summary up to date."""
         current = pod.get("status") or {}
         generation = int((pod.get("metadata") or {}).get("generation") or 0)
-        entries, ready = member_summary(members)
-        all_ready = ready == len(entries)
+        entries, containers_ready = member_summary(members)
         wanted = {
             "containers": entries,
             "conditions": merge_conditions(
                 current.get("conditions"),
-                [
-                    Condition(
-                        "ContainersReady",
-                        all_ready,
-                        "AllContainersReady" if all_ready else "ContainersNotReady",
-                        f"{ready}/{len(entries)} containers in their desired state",
-                    )
-                ],
+                [containers_ready],
                 generation=generation,
                 now=self.clock(),
             ),
@@ -715,8 +701,10 @@ class Reconciler:
         return configs
 
 
-def member_summary(members: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, str]], int]:
-    """A pod's ``status.containers`` entries and how many are in their desired state."""
+def member_summary(
+    members: Sequence[Mapping[str, Any]],
+) -> tuple[list[dict[str, str]], Condition]:
+    """A pod's ``status.containers`` entries and its ContainersReady condition."""
     entries: list[dict[str, str]] = []
     ready = 0
     for member in sorted(members, key=lambda m: str((m.get("metadata") or {}).get("name"))):
@@ -732,7 +720,13 @@ def member_summary(members: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str,
         )
         if phase == (mspec.get("state") or "Started"):
             ready += 1
-    return entries, ready
+    all_ready = ready == len(entries)
+    return entries, Condition(
+        "ContainersReady",
+        all_ready,
+        "AllContainersReady" if all_ready else "ContainersNotReady",
+        f"{ready}/{len(entries)} containers in their desired state",
+    )
 
 
 def _same_conditions(a: Any, b: Any) -> bool:
