@@ -701,6 +701,14 @@ class Reconciler:
         return configs
 
 
+# The phases in which a member is in its desired state. A container asked to be
+# Stopped that never ran is Created: it exists and is not mounted, as wanted.
+_SETTLED: dict[str, tuple[str, ...]] = {
+    "Started": ("Started",),
+    "Stopped": ("Stopped", "Created"),
+}
+
+
 def member_summary(
     members: Sequence[Mapping[str, Any]],
 ) -> tuple[list[dict[str, str]], Condition]:
@@ -718,7 +726,7 @@ def member_summary(
                 "phase": phase,
             }
         )
-        if phase == (mspec.get("state") or "Started"):
+        if phase in _SETTLED.get(str(mspec.get("state") or "Started"), ()):
             ready += 1
     all_ready = ready == len(entries)
     return entries, Condition(
