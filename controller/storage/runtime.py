@@ -209,42 +209,50 @@ class RuntimeService:
             raise StorageError(f"attempt {attempt!r} must be a non-negative integer")
         if not image_name and not image_id:
             raise InvalidImageName("neither an image name nor an image ID was given")
-        ref = image_id or image_name
         if image_id:
             names.image_id(image_id)
         if image_name:
             names.image_reference(image_name)
 
-        image = self._image_for(image_name, image_id, auth_file)
-        wanted = RuntimeContainerMetadata(
-            pod=pod,
-            pod_name=pod_name,
-            pod_id=pod_id,
-            image_name=image_name or (image.names[0] if image.names else ""),
-            image_id=image.id,
-            name=container_name,
-            metadata_name=metadata_name,
-            uid=uid,
-            namespace=namespace,
-            attempt=attempt,
-            created_at=int(self.clock()),
-            mount_label=mount_label,
-            labels=dict(labels or {}),
-        )
         container_names = [container_name]
         if pod and pod_name != container_name:
             container_names.append(pod_name)
-        try:
-            created = self.store.create_container(
-                image.id, id=container_id, names=container_names, metadata=wanted.to_json()
+        # Twice at most: a cached name-to-ID answer may name an image that was
+        # removed behind podstore's back; then look again (and pull if need be).
+        for last_try in (False, True):
+            image = self._image_for(image_name, image_id, auth_file)
+            wanted = RuntimeContainerMetadata(
+                pod=pod,
+                pod_name=pod_name,
+                pod_id=pod_id,
+                image_name=image_name or (image.names[0] if image.names else ""),
+                image_id=image.id,
+                name=container_name,
+                metadata_name=metadata_name,
+                uid=uid,
+                namespace=namespace,
+                attempt=attempt,
+                created_at=int(self.clock()),
+                mount_label=mount_label,
+                labels=dict(labels or {}),
             )
-        except NameConflict:
-            return self._adopt(container_id, container_names, wanted, image_given=bool(image_id))
-        except ImageNotFound:
-            # The cached lookup was stale: the image went away meanwhile.
-            self.images.forget(ref)
-            raise
-        return self._finish(created, container_name, wanted)
+            try:
+                created = self.store.create_container(
+                    image.id, id=container_id, names=container_names, metadata=wanted.to_json()
+                )
+            except NameConflict:
+                return self._adopt(
+                    container_id, container_names, wanted, image_given=bool(image_id)
+                )
+            except ImageNotFound:
+                for key in (image_id, image_name):
+                    if key:
+                        self.images.forget(key)
+                if last_try:
+                    raise
+                continue
+            return self._finish(created, container_name, wanted)
+        raise AssertionError("unreachable: the last try returns or raises")
 
     def _image_for(self, image_name: str, image_id: str, auth_file: str | None) -> StorageImage:
         if image_id:
