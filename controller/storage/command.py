@@ -23,7 +23,17 @@ log = logging.getLogger(__name__)
 
 # Options whose value must never reach a log line.
 _SECRET_OPTIONS = frozenset(
-    {"--creds", "--src-creds", "--dest-creds", "--password", "--registry-token"}
+    {
+        "--creds",
+        "--src-creds",
+        "--dest-creds",
+        "--password",
+        "--src-password",
+        "--dest-password",
+        "--registry-token",
+        "--src-registry-token",
+        "--dest-registry-token",
+    }
 )
 
 

@@ -37,7 +37,8 @@ _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 _REFERENCE = re.compile(
     rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
-    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?",
+    re.ASCII,
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -48,7 +49,7 @@ LOCAL_TRANSPORTS = ("oci:", "oci-archive:", "docker-archive:", "dir:")
 def _check(value: object, pattern: re.Pattern[str], error: type[InvalidName], what: str) -> str:
     if not isinstance(value, str) or not value:
         raise error(f"{what} is empty; give a non-empty {what}")
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         raise error(
             f"{what} {value!r} is not valid: use letters, digits, '_', '.' and '-', "
             "starting with a letter or digit"
@@ -78,7 +79,7 @@ def id_or_name(value: object) -> str:
 
 
 def is_full_id(value: str) -> bool:
-    return bool(_HEX64.match(value))
+    return bool(_HEX64.fullmatch(value))
 
 
 def text(value: object, what: str, error: type[InvalidName] = InvalidName) -> str:
@@ -94,9 +95,9 @@ def image_id(value: object) -> str:
     """An image ID as the store keeps it: 64 hex digits, ``sha256:`` optional."""
     if not isinstance(value, str) or not value:
         raise InvalidImageName("image ID is empty")
-    if _IMAGE_ID.match(value):
+    if _IMAGE_ID.fullmatch(value):
         return value.removeprefix("sha256:")
-    if _SHORT_IMAGE_ID.match(value):
+    if _SHORT_IMAGE_ID.fullmatch(value):
         return value
     raise InvalidImageName(f"image ID {value!r} is not a sha256 digest (64 hex digits)")
 
@@ -161,7 +162,7 @@ def image_reference(value: object) -> ImageReference:
             f"image reference {value!r} uses a transport podstore does not pull from; use a "
             "registry reference or one of oci:, oci-archive:, docker-archive:, dir:"
         )
-    match = _REFERENCE.match(value)
+    match = _REFERENCE.fullmatch(value)
     if not match:
         raise InvalidImageName(
             f"image reference {value!r} is not valid: expected [registry/]name[:tag][@digest] "
@@ -171,6 +172,8 @@ def image_reference(value: object) -> ImageReference:
     if domain is None or not ("." in domain or ":" in domain or domain == "localhost"):
         # The first component is part of the path, not a registry.
         path = f"{domain}/{path}" if domain else path
+        domain = DEFAULT_DOMAIN
+    if domain == "index.docker.io":  # the legacy name of Docker Hub
         domain = DEFAULT_DOMAIN
     if domain == DEFAULT_DOMAIN and "/" not in path:
         path = f"library/{path}"
@@ -200,6 +203,6 @@ def _local_reference(transport: str, rest: str, original: str) -> ImageReference
 
 def registry_host(value: object) -> str:
     """A ``host[:port]`` as given to --insecure-registry."""
-    if not isinstance(value, str) or not re.fullmatch(_DOMAIN, value):
+    if not isinstance(value, str) or not re.fullmatch(_DOMAIN, value, re.ASCII):
         raise InvalidName(f"registry {value!r} is not a host or host:port")
     return value

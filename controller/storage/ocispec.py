@@ -110,13 +110,13 @@ def merge_env(image_env: Sequence[str], overrides: Mapping[str, str]) -> list[st
 
 
 def parse_user(user: str) -> tuple[int, int] | None:
-    """Numeric ``uid[:gid]``; None when the image names a user by name."""
-    if not user:
+    """Numeric ``uid:gid``; None when the image's /etc/passwd must say (a name, or a
+    bare uid whose group is its passwd entry's, as docker, podman and cri-o do)."""
+    if not user or user == "0":
         return (0, 0)
     uid_text, _, gid_text = user.partition(":")
-    if uid_text.isdigit() and (not gid_text or gid_text.isdigit()):
-        uid = int(uid_text)
-        return uid, int(gid_text) if gid_text else uid
+    if uid_text.isdigit() and gid_text.isdigit():
+        return int(uid_text), int(gid_text)
     return None
 
 
@@ -229,19 +229,21 @@ def resolve_user(rootfs: str, user: str) -> tuple[int, int]:
     """Look a ``name[:group]`` up in the container's own /etc/passwd and /etc/group."""
     name, _, group = user.partition(":")
     uid = gid = None
-    for fields_ in _read_db(os.path.join(rootfs, "etc/passwd")):
-        if len(fields_) >= 4 and fields_[0] == name:
+    for fields_ in _read_db(rootfs, "etc/passwd"):
+        if len(fields_) < 4 or not fields_[2].isdigit() or not fields_[3].isdigit():
+            continue
+        if fields_[0] == name or (name.isdigit() and fields_[2] == name):
             uid, gid = int(fields_[2]), int(fields_[3])
             break
     if uid is None and name.isdigit():
-        uid = gid = int(name)
+        uid, gid = int(name), 0  # a uid the image does not know runs with group 0
     if uid is None or gid is None:
         raise InvalidRuntimeConfig(f"user {name!r} of the image is not in its /etc/passwd")
     if group:
         if group.isdigit():
             gid = int(group)
         else:
-            for fields_ in _read_db(os.path.join(rootfs, "etc/group")):
+            for fields_ in _read_db(rootfs, "etc/group"):
                 if len(fields_) >= 3 and fields_[0] == group:
                     gid = int(fields_[2])
                     break
@@ -250,7 +252,12 @@ def resolve_user(rootfs: str, user: str) -> tuple[int, int]:
     return uid, gid
 
 
-def _read_db(path: str) -> list[list[str]]:
+def _read_db(rootfs: str, name: str) -> list[list[str]]:
+    """A passwd-style file of the container; never one a symlink points at outside it."""
+    root = os.path.realpath(rootfs)
+    path = os.path.realpath(os.path.join(root, name))
+    if os.path.commonpath([root, path]) != root:
+        return []
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             return [line.rstrip("\n").split(":") for line in handle if not line.startswith("#")]

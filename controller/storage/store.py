@@ -87,6 +87,8 @@ def _not_known(stderr: str) -> bool:
         for marker in (
             "container not known",
             "not a container",
+            "not a layer, image, or container",
+            "not an image",
             "layer not known",
             "does not exist",
             "not found",
@@ -231,7 +233,8 @@ class Store:
             args += ["--label", label]
         done = self.runner.run("mount", *args, id, check=False)
         if done.returncode != 0:
-            if _not_known(done.stderr):
+            # The reason may be only in the JSON's "error" field, with stderr empty.
+            if _not_known(done.stderr) or _not_known(done.stdout):
                 raise ContainerNotKnown(f"container {id!r} is not in the store")
             raise CommandError(TOOL, "mount", done.returncode, done.stderr)
         data = _parse_json(done.stdout, "mount")

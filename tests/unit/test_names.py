@@ -85,11 +85,6 @@ def test_an_invalid_name_raises_the_error_of_its_kind(check, error, value):
         pytest.param(names.id_or_name, id="id_or_name"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="names.py:26-27,51 match with '$', which also matches before a final newline, "
-    "so 'web\\n' passes and reaches containers-storage as a name; use fullmatch or \\Z",
-)
 def test_a_name_with_a_trailing_newline_is_rejected(check):
     with pytest.raises(InvalidName):
         check("web\n")
@@ -200,11 +195,6 @@ def test_a_malformed_image_id_is_an_invalid_image_name(value):
         names.image_id(value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="names.py:29-30: '$' matches before a final newline; image_id returns the "
-    "value with the newline, which then reaches create-container",
-)
 def test_an_image_id_with_a_trailing_newline_is_rejected():
     with pytest.raises(InvalidImageName):
         names.image_id(HEX64 + "\n")
@@ -263,11 +253,6 @@ def test_a_first_component_without_dot_or_port_is_part_of_the_path():
     assert parsed.name == "docker.io/myregistry/app"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="names.py:172-176 does not map the legacy 'index.docker.io' to 'docker.io' as "
-    "containers/image (ParseNormalizedNamed) does; the image is stored under another name",
-)
 def test_the_legacy_docker_hub_domain_is_normalized_to_docker_io():
     parsed = names.image_reference("index.docker.io/busybox")
     assert parsed.store_name() == "docker.io/library/busybox:latest"
@@ -311,11 +296,6 @@ def test_a_tag_of_128_characters_is_accepted():
     assert names.image_reference("busybox:" + "t" * 128).tag == "t" * 128
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="names.py:36 builds the tag from '\\w', which in a str pattern matches any "
-    "Unicode letter; the reference grammar allows [A-Za-z0-9_] only (needs re.ASCII)",
-)
 def test_a_tag_with_non_ascii_letters_is_rejected():
     with pytest.raises(InvalidImageName):
         names.image_reference("busybox:tägé")

@@ -228,23 +228,12 @@ def test_render_resolves_a_named_user_against_the_mounted_rootfs(rootfs):
     assert config["process"]["user"] == {"uid": 1000, "gid": 10}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ocispec.py:119 parse_user gives gid=uid for a bare numeric User; docker, "
-    "podman and cri-o take the gid from the container's /etc/passwd entry for that "
-    "uid (50 here), else 0",
-)
 def test_a_bare_numeric_user_gets_the_primary_group_of_its_passwd_entry(rootfs):
     image = ImageConfig(cmd=("sh",), user="1000")
     config = render(build_template(image, ProcessSpec()), str(rootfs))
     assert config["process"]["user"] == {"uid": 1000, "gid": 50}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ocispec.py:119 parse_user gives gid=uid for a bare numeric User; docker, "
-    "podman and cri-o run a uid without a passwd entry with gid 0",
-)
 def test_a_bare_numeric_user_without_a_passwd_entry_gets_group_zero(rootfs):
     image = ImageConfig(cmd=("sh",), user="4242")
     config = render(build_template(image, ProcessSpec()), str(rootfs))

@@ -267,12 +267,6 @@ def test_set_metadata_sends_the_new_metadata(store):
     assert runner.calls[0][:2] == ("set-metadata", "--metadata")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.py:83-95 _not_known misses 'identifier is not a layer, image, or "
-    "container', what set-metadata prints for an unknown ID; set_metadata raises "
-    "CommandError instead of ContainerNotKnown",
-)
 def test_set_metadata_of_an_unknown_container_is_container_not_known(store):
     answer(store, "set-metadata-unknown")
     with pytest.raises(ContainerNotKnown):
@@ -346,12 +340,6 @@ def test_mount_passes_the_mount_label(store):
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.py:233-237: for an unknown container `mount --json` exits 1 with "
-    "'layer not known' in the JSON error field and nothing on stderr; mount only looks "
-    "at stderr and raises CommandError ('no output') instead of ContainerNotKnown",
-)
 def test_mount_of_an_unknown_container_is_container_not_known(store):
     answer(store, "mount-unknown")
     with pytest.raises(ContainerNotKnown):
@@ -458,12 +446,6 @@ def test_delete_image_of_an_image_in_use_is_image_in_use(store):
         store.delete_image(IMAGE_ID)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.py:297-308: delete-image of an unknown image prints 'identifier is not "
-    "an image', which neither 'image not known' nor _not_known matches; delete_image "
-    "raises CommandError instead of returning False",
-)
 def test_delete_image_of_an_image_already_gone_is_false(store):
     answer(store, "delete-image-unknown")
     assert store.delete_image(MISSING_IMAGE_ID) is False
