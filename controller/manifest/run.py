@@ -198,11 +198,11 @@ def _watch(session: Session, options: RunOptions, stop: StopFlag, out: TextIO) -
         if pending or resync or (due is not None and due <= now):
             try:
                 report = session.sync()
-            except StorageError as err:
-                log.error("pass failed: %s; trying again", err)
+                session.save()
+            except Exception:  # a daemon outlives one bad pass; the next one tries again
+                log.exception("a pass failed; trying again in %gs", options.resync_interval)
                 pending, last_pass = False, now
                 continue
-            session.save()
             last_pass = now
             if report.interrupted:
                 break
