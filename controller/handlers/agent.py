@@ -145,13 +145,25 @@ class Agent:
         name = body["metadata"]["name"]
         members = [s for s in siblings if s["metadata"]["name"] != name]
         members.append(dict(body, status=outcome.status))
+        self._patch_summary(pod, members)
+
+    def _patch_summary(self, pod: Mapping[str, Any], members: list[Mapping[str, Any]]) -> None:
         wanted = self.reconciler.reconcile_pod_summary(pod, members)
         if wanted:
             pmeta = pod["metadata"]
             kube.patch_pod_status(pmeta["namespace"], pmeta["name"], wanted)
 
-    def delete_container(self, body: Mapping[str, Any]) -> None:
+    def delete_container(
+        self,
+        body: Mapping[str, Any],
+        pod: Mapping[str, Any] | None = None,
+        siblings: Iterable[Mapping[str, Any]] = (),
+    ) -> None:
         self.reconciler.delete_container(body)
+        # The member is gone: a Ready pod's summary drops it now, not at the next resync.
+        if pod is not None and (pod.get("status") or {}).get("phase") == "Ready":
+            name = body["metadata"]["name"]
+            self._patch_summary(pod, [s for s in siblings if s["metadata"]["name"] != name])
 
     # -- both -----------------------------------------------------------------
 

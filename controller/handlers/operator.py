@@ -129,8 +129,12 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         memo["agent"].sync_container(body, pod, siblings, patch, raise_errors=False)
 
     @kopf.on.delete(*CONTAINERS, registry=registry, when=container_is_mine, id="remove")
-    def container_deleted(body: kopf.Body, memo: Any, **_: Any) -> None:
-        memo["agent"].delete_container(body)
+    def container_deleted(
+        body: kopf.Body, spec: Any, namespace: str | None, memo: Any, **kw: Any
+    ) -> None:
+        pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
+        siblings = kw["members"].get((namespace, spec.get("podName")), ())
+        memo["agent"].delete_container(body, pod, siblings)
 
     return registry
 
