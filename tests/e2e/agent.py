@@ -281,6 +281,15 @@ async def wait_for_phase(
     return await wait_for_status(kube, plural, name, phase=phase, **kw)
 
 
+async def ready_pod(kube: Any, pod: Mapping[str, Any], **kw: Any) -> dict[str, Any]:
+    """Create a StoragePod and wait until it is Ready (so members need not wait for it)."""
+    await kube.aio.create(pod)
+    meta = pod["metadata"]
+    return await wait_for_phase(
+        kube, PODS, meta["name"], "Ready", namespace=meta.get("namespace", NAMESPACE), **kw
+    )
+
+
 async def wait_gone(
     kube: Any, plural: str, name: str, *, namespace: str = NAMESPACE, timeout: float = SETTLE
 ) -> None:

@@ -23,6 +23,7 @@ from tests.e2e.agent import (
     condition,
     in_thread,
     podstore_containers,
+    ready_pod,
     running_agent,
     storage_container,
     storage_pod,
@@ -51,7 +52,8 @@ RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 @pytest.fixture
 def settings(kube, store, images):
-    return agent_settings(kube, store, images, resync_interval=2)
+    # No resync during a test: everything here must follow from the watch events alone.
+    return agent_settings(kube, store, images, resync_interval=120)
 
 
 async def test_a_pod_gets_an_infra_container_whose_id_is_the_pod_id(kube, store, images, settings):
@@ -229,7 +231,7 @@ async def _cid(kube, name):
 
 async def test_a_standalone_container_naming_a_pod_joins_that_pod(kube, store, images, settings):
     async with running_agent(settings):
-        await kube.aio.create(storage_pod("web"))
+        await ready_pod(kube, storage_pod("web"))
         await kube.aio.create(storage_container("tool", "web", images.busybox))
         ctr = await wait_for_phase(kube, CONTAINERS, "tool", "Started")
         pod = await wait_for_status(
@@ -252,7 +254,7 @@ async def test_stopping_a_container_unmounts_it_and_starting_it_mounts_it_again(
     kube, store, images, settings, runc_root
 ):
     async with running_agent(settings):
-        await kube.aio.create(storage_pod("web"))
+        await ready_pod(kube, storage_pod("web"))
         await kube.aio.create(storage_container("tool", "web", images.busybox))
         started = await wait_for_phase(kube, CONTAINERS, "tool", "Started")
         cid = started["status"]["containerID"]
@@ -312,7 +314,7 @@ async def test_changing_command_args_env_or_working_dir_rewrites_the_config_in_p
     kube, store, images, settings, runc_root
 ):
     async with running_agent(settings):
-        await kube.aio.create(storage_pod("web"))
+        await ready_pod(kube, storage_pod("web"))
         await kube.aio.create(
             storage_container("tool", "web", images.busybox, args=["echo one; touch /kept"])
         )
@@ -356,7 +358,7 @@ async def test_changing_the_image_recreates_the_container_with_a_new_writable_la
 ):
     probe = "cat /etc/podstore-version 2>/dev/null || echo none; test -e /kept && echo kept"
     async with running_agent(settings):
-        await kube.aio.create(storage_pod("web"))
+        await ready_pod(kube, storage_pod("web"))
         await kube.aio.create(
             storage_container("tool", "web", images.busybox, args=[f"touch /kept; {probe}"])
         )
@@ -392,7 +394,7 @@ async def test_deleting_a_container_removes_its_storage_before_the_object_goes(
     kube, store, images, settings
 ):
     async with running_agent(settings):
-        await kube.aio.create(storage_pod("web"))
+        await ready_pod(kube, storage_pod("web"))
         await kube.aio.create(storage_container("tool", "web", images.busybox))
         ctr = await wait_for_phase(kube, CONTAINERS, "tool", "Started")
         cid = ctr["status"]["containerID"]
@@ -413,8 +415,8 @@ async def test_deleting_a_pod_removes_its_members_then_its_infra_container(
 ):
     caplog.set_level(logging.DEBUG, logger="controller.storage.command")
     async with running_agent(settings):
-        await kube.aio.create(
-            storage_pod("web", containers=[{"name": "app", "image": images.busybox}])
+        await ready_pod(
+            kube, storage_pod("web", containers=[{"name": "app", "image": images.busybox}])
         )
         await kube.aio.create(storage_container("tool", "web", images.busybox))
         await kube.aio.create(storage_container("idle", "web", images.busybox, state="Stopped"))
