@@ -4,8 +4,9 @@ With ``--once``, the manifests are read, every resource is reconciled pass
 after pass until a pass changes nothing (resources that asked to retry are
 retried while they still can succeed before ``--timeout``), and the resources
 are printed with their status. Without it, the folder is watched (its files'
-sizes and times, every ``--poll-interval`` seconds) and the store kept in step
-with it until SIGINT or SIGTERM, which end the loop between two storage steps.
+sizes and times, every ``--poll-interval`` seconds; a changed folder is read
+once it stopped changing for a moment) and the store kept in step with it until
+SIGINT or SIGTERM, which end the loop between two storage steps.
 
 Output goes to stdout (a table, or JSON with ``-o json``); problems with the
 input and what the reconciler did go to stderr, as log lines.
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 
 HEADERS = ("KIND", "NAMESPACE", "NAME", "PHASE", "REASON", "ID", "AGE")
 RESYNC_INTERVAL = 30.0
+# Watch mode: a changed folder is read once it stayed the same this long...
+SETTLE_TIME = 0.3
+# ...or after this many looks.
+SETTLE_LOOKS = 10
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,9 @@ def _watch(session: Session, options: RunOptions, stop: StopFlag, out: TextIO) -
     while not stop():
         files = snapshot(options.paths)
         if files != last_files:
+            files = _settled_files(options, files, session.clock, stop)
+            if stop():
+                break
             last_files = files
             problems = [
                 str(p)
@@ -274,6 +282,26 @@ def _row(entry: Entry, now: float) -> list[str]:
         output.short_id(str(ident or "")),
         output.age_since(meta.get("creationTimestamp"), now),
     ]
+
+
+def _settled_files(
+    options: RunOptions, files: Any, clock: Callable[[], float], stop: StopFlag
+) -> Any:
+    """The folder's snapshot once it stopped changing for a moment.
+
+    An editor or a copy may be half-way through a file; read then, a document
+    missing from its end would look like a deletion. A few short looks make
+    that unlikely (a file that never stops changing is read anyway).
+    """
+    settle = min(options.poll_interval, SETTLE_TIME)
+    for _ in range(SETTLE_LOOKS):
+        if not _sleep_until(clock() + settle, clock, stop):
+            break
+        again = snapshot(options.paths)
+        if again == files:
+            break
+        files = again
+    return files
 
 
 def _sleep_until(deadline: float, clock: Callable[[], float], stop: StopFlag) -> bool:
