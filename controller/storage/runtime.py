@@ -403,7 +403,15 @@ class RuntimeService:
         """Mount the container's layer and render its run config; returns the mountpoint."""
         record, meta = self._inspect(id_or_name)
         mountpoint = self.store.mount(record.id, label=meta.mount_label)
-        self.render_config(record.id, mountpoint)
+        try:
+            self.render_config(record.id, mountpoint)
+        except BaseException:
+            # A failed start takes back its own mount (and only that one).
+            try:
+                self.store.unmount(record.id, force=False)
+            except StorageError:
+                log.exception("could not undo the mount of %s after a failed start", record.id)
+            raise
         return mountpoint
 
     def render_config(self, container_id: str, mountpoint: str) -> str | None:
