@@ -402,7 +402,10 @@ class RuntimeService:
     def start_container(self, id_or_name: str) -> str:
         """Mount the container's layer and render its run config; returns the mountpoint."""
         record, meta = self._inspect(id_or_name)
-        mountpoint = self.store.mount(record.id, label=meta.mount_label)
+        # Without SELinux a label is a mount option the kernel refuses (overlay's
+        # context=); podman and cri-o apply labels only where SELinux is on.
+        label = meta.mount_label if selinux_enabled() else ""
+        mountpoint = self.store.mount(record.id, label=label)
         try:
             self.render_config(record.id, mountpoint)
         except BaseException:
@@ -428,7 +431,13 @@ class RuntimeService:
                 f"runtime config template {template_path} is not valid JSON: {err}; write it again"
             ) from err
         target = os.path.join(run, CONFIG_FILE)
-        write_json_atomic(target, render(template, mountpoint))
+        config = render(template, mountpoint)
+        linux = config.get("linux")
+        if isinstance(linux, dict) and not selinux_enabled():
+            # As for the layer's mount: runc would add the label to every mount it
+            # makes (/dev, ...) and the kernel refuses it where SELinux is off.
+            linux.pop("mountLabel", None)
+        write_json_atomic(target, config)
         return target
 
     def write_config_template(self, id_or_name: str, template: Mapping[str, Any]) -> str:
@@ -545,6 +554,11 @@ class RuntimeService:
         with self._lock:
             self._ours.add(record.id)
         return meta
+
+
+def selinux_enabled() -> bool:
+    """Whether this host enforces or permits SELinux (its filesystem is mounted)."""
+    return os.path.exists("/sys/fs/selinux/enforce")
 
 
 def new_id() -> str:

@@ -138,3 +138,22 @@ def test_two_containers_of_one_image_do_not_share_writes(
     done = run_bundle(reader.run_dir, reader.id, runc_root=runc_root)
     assert done.returncode != 0
     assert "No such file" in done.stderr
+
+
+def test_a_bundle_with_a_mount_label_runs_on_this_host(
+    runtime: RuntimeService, runc_root: Path, images: RegistryImages
+) -> None:
+    label = "system_u:object_r:container_file_t:s0:c1,c2"
+    info = runtime.create_container(
+        pod_name="web",
+        pod_id=new_id(),
+        image_name=images.busybox,
+        container_name="labelled",
+        metadata_name="labelled",
+        mount_label=label,
+    )
+    template = build_template(info.config, ProcessSpec(args=["echo labelled"]), mount_label=label)
+    runtime.write_config_template(info.id, template)
+    runtime.start_container(info.id)
+    done = run_bundle(info.run_dir, info.id, runc_root=runc_root)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "labelled\n", "")

@@ -11,6 +11,7 @@ two commands, and a container left as a killed agent would leave it.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,38 @@ def test_a_repeated_create_of_a_started_container_leaves_it_mounted(
     runtime.start_container(info.id)
     assert runtime.create_container(**member_args(seeded, pod_id)).id == info.id
     assert is_mounted(store, info.id)
+
+
+@pytest.mark.parametrize("kind", ["sandbox", "member"])
+def test_concurrent_identical_creates_make_one_container(
+    store: Any, runtime: RuntimeService, seeded: RegistryImages, pod_id: str, kind: str
+) -> None:
+    """Two workers of one agent (a handler and a timer) may create the same thing at once."""
+    args = (sandbox_args if kind == "sandbox" else member_args)(seeded, pod_id)
+    threads = 3
+    start = threading.Barrier(threads)
+    outcomes: list[Any] = []
+    lock = threading.Lock()
+
+    def make() -> None:
+        start.wait()
+        try:
+            outcome: Any = create(runtime, kind, args).id
+        except Exception as err:  # handed to the test thread
+            outcome = err
+        with lock:
+            outcomes.append(outcome)
+
+    workers = [threading.Thread(target=make) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+
+    made = containers_json(store)
+    assert [c["id"] for c in made] == outcomes[:1]
+    assert outcomes == outcomes[:1] * threads
+    assert layer_names(store, made[0]["layer"]) == [f"{args['container_name']}-layer"]
 
 
 # -- names and IDs held by a different container -------------------------------------

@@ -81,6 +81,14 @@ def test_pull_image_copies_an_image_from_the_registry_into_the_store(
     assert cs(store, "get-image-data", "-f", "/dev/stdout", images.busybox_id, "manifest")
 
 
+def test_pull_image_takes_a_docker_transport_prefix(
+    store: Any, image_service: ImageService, images: RegistryImages
+) -> None:
+    info = image_service.pull_image("docker://" + images.busybox)
+    assert info.id == images.busybox_id
+    assert stored(store) == [(images.busybox_id, [images.busybox])]
+
+
 def test_pull_image_by_digest_names_the_image_by_its_digest(
     store: Any, image_service: ImageService, images: RegistryImages
 ) -> None:
