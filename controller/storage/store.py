@@ -126,7 +126,7 @@ class Store:
     ) -> None:
         self.root = _absolute(root, "store root")
         self.run_root = _absolute(run_root, "store run root")
-        if not isinstance(driver, str) or not _DRIVER.match(driver):
+        if not isinstance(driver, str) or not _DRIVER.fullmatch(driver):
             raise InvalidName(f"storage driver {driver!r} is not valid: use overlay or vfs")
         self.driver = driver
         self.storage_opts = tuple(storage_opts)

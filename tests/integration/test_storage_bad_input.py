@@ -316,3 +316,30 @@ def test_a_start_with_a_broken_template_says_which_file_and_leaves_the_mount_cou
     template_path.unlink()
     world.runtime.start_container(world.app_id)  # as it was
     assert not mounted_after_one_unmount, "the failed start left its mount behind"
+
+
+# -- bad store and service settings ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("root", "driver"),
+    [
+        pytest.param("relative/root", "overlay", id="relative-root"),
+        pytest.param("", "overlay", id="empty-root"),
+        pytest.param("/var/lib/a:b", "overlay", id="root-with-colon"),
+        pytest.param("/var/lib/a+b", "overlay", id="root-with-plus"),
+        pytest.param("/var/lib/[x]", "overlay", id="root-with-brackets"),
+        pytest.param("/var/lib/containers", "over lay", id="driver-with-space"),
+        pytest.param("/var/lib/containers", "--graph", id="driver-like-an-option"),
+        pytest.param("/var/lib/containers", "overlay\n", id="driver-then-newline"),
+    ],
+)
+def test_a_store_with_a_bad_location_or_driver_is_refused(root: str, driver: str) -> None:
+    with pytest.raises(InvalidName):
+        Store(root, "/run/containers/storage", driver)
+
+
+@pytest.mark.parametrize("host", ["", "http://127.0.0.1:5000", "127.0.0.1:5000/path", "-x"])
+def test_an_insecure_registry_that_is_not_host_and_port_is_refused(world: World, host: str) -> None:
+    with pytest.raises(InvalidName):
+        ImageService(world.store, insecure_registries=(host,))

@@ -57,7 +57,7 @@ def skopeo_copies() -> Iterator[list[CommandEvent]]:
 
 def stored(store: Any) -> list[tuple[str, list[str]]]:
     """Every image in the store as (ID, names), read with containers-storage."""
-    return sorted((i["id"], list(i.get("names") or [])) for i in images_json(store))
+    return sorted((i["id"], sorted(i.get("names") or [])) for i in images_json(store))
 
 
 # -- pulling ----------------------------------------------------------------------
@@ -397,6 +397,26 @@ def test_remove_image_removes_it_and_is_fine_when_it_is_gone(
 
     assert stored(store) == [(images.pause_id, [images.pause])]
     assert image_service.image_status(ref) is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="images.py remove_image deletes the whole image (delete-image) even when it is "
+    "removed by one of several names; cri-o and podman (containers/image DeleteImage, "
+    "cri-o's 'image remove with multiple names, by name') only take that name off while "
+    "other names remain, so the image behind the other tag disappears",
+)
+def test_remove_image_by_one_of_two_names_keeps_the_image_under_the_other(
+    store: Any, image_service: ImageService, images: RegistryImages
+) -> None:
+    other = images.busybox.replace("busybox:1", "busybox:stable")
+    copy_image(store, images.busybox_oci, images.busybox)
+    copy_image(store, images.busybox_oci, other)
+    assert stored(store) == [(images.busybox_id, sorted([images.busybox, other]))]
+
+    image_service.remove_image(images.busybox)
+
+    assert stored(store) == [(images.busybox_id, [other])]
 
 
 def test_remove_image_refuses_an_image_a_container_uses(
