@@ -508,8 +508,11 @@ class RuntimeService:
         names.container_id(id)
         with self._lock:
             cached = self._dirs.get(id)
-        if cached is not None:
+        if cached is not None and all(os.path.isdir(path) for path in cached):
             return cached
+        # Gone from disk: the container was deleted behind this process's back.
+        with self._lock:
+            self._dirs.pop(id, None)
         try:
             return self._dirs_of(id)
         except ContainerNotKnown as err:

@@ -294,6 +294,24 @@ def test_removing_or_stopping_a_container_that_is_already_gone_succeeds(
     assert containers_json(store) == []
 
 
+@pytest.mark.parametrize("call", GONE_CALLS)
+def test_removing_or_stopping_a_container_deleted_behind_podstores_back_succeeds(
+    store: Any,
+    runtime: RuntimeService,
+    seeded: RegistryImages,
+    pod_id: str,
+    call: Callable[[RuntimeService, str], None],
+) -> None:
+    """This process made (and knows) the container; podman or a person deleted it."""
+    runtime.create_pod_sandbox(**sandbox_args(seeded, pod_id))
+    runtime.start_container(pod_id)
+    cs(store, "delete-container", pod_id)
+
+    call(runtime, pod_id)
+
+    assert containers_json(store) == []
+
+
 def test_stopping_a_container_that_was_never_started_succeeds(
     store: Any, runtime: RuntimeService, seeded: RegistryImages, pod_id: str
 ) -> None:
@@ -338,8 +356,11 @@ def test_calls_that_need_a_container_refuse_an_unknown_id(
     info = runtime.create_container(**member_args(seeded, pod_id))
     runtime.get_work_dir(info.id)  # cached in this process...
     runtime.delete_container(info.id)  # ...and gone from the store
+    other = runtime.create_container(**member_args(seeded, pod_id, container_name="web-other"))
+    runtime.get_run_dir(other.id)
+    cs(store, "delete-container", other.id)  # behind podstore's back
     before = store_state(store)
-    for ref in (info.id, new_id(), "no-such-container"):
+    for ref in (info.id, other.id, new_id(), "no-such-container"):
         with pytest.raises(InvalidContainerID, match="not in the store"):
             call(runtime, ref)
     assert store_state(store) == before
