@@ -464,8 +464,20 @@ class Reconciler:
         config_path = os.path.join(run_dir, "config.json")
         if spec.state == "Started":
             mountpoint = str(current.get("mountPoint") or "")
+            mounted = self.view.is_mounted(cid)
             if (
-                not self.view.is_mounted(cid)
+                mounted
+                and mountpoint
+                and current.get("phase") == "Started"
+                and not os.path.exists(config_path)
+            ):
+                # Only the rendered run config is gone: render it again, keep the mount.
+                self.runtime.render_config(cid, mountpoint)
+                self.events.emit(
+                    ctr, "Warning", "ConfigRendered", "run config was missing; rendered again"
+                )
+            elif (
+                not mounted
                 or not mountpoint
                 or not os.path.exists(config_path)
                 or current.get("phase") != "Started"
