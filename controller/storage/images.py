@@ -155,6 +155,12 @@ class ImageService:
         return names.image_reference(ref).store_name()
 
     def _lookup(self, ref: str) -> StorageImage | None:
+        # A short ID (12+ hex digits) is an ID when the store has such an image, as
+        # podman resolves it; otherwise it is a name like any other.
+        if isinstance(ref, str) and _SHORT_ID.fullmatch(ref) and not _looks_like_id(ref):
+            found = self.store.image(ref)
+            if found is not None and found.id.startswith(ref):
+                return found
         return self.store.image(self.store_name(ref))
 
     def _info(self, image: StorageImage, *, with_config: bool = True) -> ImageInfo:
@@ -219,11 +225,19 @@ class ImageService:
         return self._info(image)
 
     def remove_image(self, ref: str) -> None:
-        """Remove an image by reference or ID; one already gone is not an error."""
+        """Remove an image by reference or ID; one already gone is not an error.
+
+        Removed by one of several names, only that name goes (as cri-o and podman do);
+        by ID or by its last name, the image goes.
+        """
         image = self._lookup(ref)
         if image is None:
             return
-        self.store.delete_image(image.id)
+        name = None if _looks_like_id(ref) or _SHORT_ID.fullmatch(ref) else self.store_name(ref)
+        if name is not None and name in image.names and len(image.names) > 1:
+            self.store.set_names(image.id, [n for n in image.names if n != name])
+        else:
+            self.store.delete_image(image.id)
         with self._lock:
             for key in [k for k, v in self._by_name.items() if v.id == image.id]:
                 del self._by_name[key]
@@ -243,6 +257,7 @@ class ImageService:
 
 
 _ID_LIKE = re.compile(r"^(sha256:)?[a-f0-9]{64}$")
+_SHORT_ID = re.compile(r"[a-f0-9]{12,63}")
 
 
 def _looks_like_id(ref: str) -> bool:

@@ -205,6 +205,17 @@ class Store:
                 raise NameConflict(done.stderr.strip())
             raise CommandError(TOOL, "add-names", done.returncode, done.stderr)
 
+    def set_names(self, id: str, new_names: Iterable[str]) -> None:
+        """Replace the names of a container, image or layer."""
+        args: list[str] = []
+        for name in new_names:
+            args += ["--name", name]
+        done = self.runner.run("set-names", *args, id, check=False)
+        if done.returncode != 0:
+            if "already in use" in done.stderr:
+                raise NameConflict(done.stderr.strip())
+            raise CommandError(TOOL, "set-names", done.returncode, done.stderr)
+
     def layer_names(self, layer_id: str) -> tuple[str, ...]:
         done = self.runner.run("layer", "--json", layer_id, check=False)
         if done.returncode != 0:

@@ -399,13 +399,6 @@ def test_remove_image_removes_it_and_is_fine_when_it_is_gone(
     assert image_service.image_status(ref) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="images.py remove_image deletes the whole image (delete-image) even when it is "
-    "removed by one of several names; cri-o and podman (containers/image DeleteImage, "
-    "cri-o's 'image remove with multiple names, by name') only take that name off while "
-    "other names remain, so the image behind the other tag disappears",
-)
 def test_remove_image_by_one_of_two_names_keeps_the_image_under_the_other(
     store: Any, image_service: ImageService, images: RegistryImages
 ) -> None:

@@ -276,13 +276,6 @@ def test_create_container_with_only_an_image_id_uses_the_image_in_the_store(
     assert info.config == BUSYBOX_CONFIG
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="names.image_id accepts a short (12+ hex) image ID and runtime._image_for compares "
-    "with startswith, but ImageService.resolve/store_name treat anything but a full 64-hex ID "
-    "as a registry name (docker.io/library/<hex>:latest), so the present image is not found "
-    "and create_container raises ImageNotFound",
-)
 def test_create_container_with_a_short_image_id_uses_the_image_in_the_store(
     store: Any, runtime: RuntimeService, seeded: RegistryImages
 ) -> None:
