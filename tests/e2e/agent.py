@@ -249,9 +249,11 @@ async def wait_for_status(
     *,
     namespace: str = NAMESPACE,
     timeout: float = SETTLE,
+    where: Callable[[dict[str, Any]], bool] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
-    """Wait until the object's status has these field values; return the object.
+    """Wait until the object's status has these field values (and ``where(status)`` is
+    true); return the object.
 
     The last status seen is in the timeout's message, so a failure says what was there.
     """
@@ -265,7 +267,8 @@ async def wait_for_status(
             return None
         status = obj.get("status") or {}
         last = {k: v for k, v in status.items() if k != "kopf"}
-        return obj if all(status.get(k) == v for k, v in fields.items()) else None
+        wanted = all(status.get(k) == v for k, v in fields.items())
+        return obj if wanted and (where is None or where(status)) else None
 
     try:
         return await wait_until(matches, timeout=timeout)  # type: ignore[no-any-return]
