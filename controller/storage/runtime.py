@@ -362,9 +362,15 @@ class RuntimeService:
     # -- remove -------------------------------------------------------------
 
     def remove_pod_sandbox(self, id_or_name: str) -> None:
-        """Remove a pod: its member containers first, then its infra container."""
+        """Remove a pod: its member containers first, then its infra container.
+
+        One listing of the store finds both the infra container and the members.
+        """
         names.id_or_name(id_or_name)
-        infra = self.store.container(id_or_name)
+        listing = self.store.containers()
+        infra = next((c for c in listing if c.id == id_or_name or id_or_name in c.names), None) or (
+            self.store.container(id_or_name) if names.is_full_id(id_or_name) is False else None
+        )
         if infra is None:
             return
         meta = self._owned(infra)
@@ -373,9 +379,10 @@ class RuntimeService:
                 f"{id_or_name!r} names container {infra.id[:12]}, which is not a pod's infra "
                 "container"
             )
-        for member in self.list_containers():
-            if member.metadata.pod_id == infra.id and not member.infra:
-                self._delete(member.id)
+        for record in listing:
+            member = RuntimeContainerMetadata.from_json(record.metadata)
+            if member and member.managed and member.pod_id == infra.id and not member.pod:
+                self._delete(record.id)
         self._delete(infra.id)
 
     def delete_container(self, id_or_name: str) -> None:
