@@ -15,8 +15,10 @@ thread (:func:`in_thread`) so that polling never blocks the agent sharing the lo
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -24,6 +26,8 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+
+import yaml
 
 from controller.config import Settings
 from controller.handlers import kube as kube_api
@@ -69,6 +73,21 @@ def agent_settings(
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def agent_kubeconfig(kube: Any, path: Path, *, token: str) -> Path:
+    """A kubeconfig for the emulator with a token of its own, so that the requests the
+    agent makes can be told from the test's (``request.user == token``)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "emulator", "cluster": {"server": kube.url}}],
+        "users": [{"name": "agent", "user": {"token": token}}],
+        "contexts": [{"name": "agent", "context": {"cluster": "emulator", "user": "agent"}}],
+        "current-context": "agent",
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
 
 
 @contextlib.asynccontextmanager
@@ -202,6 +221,19 @@ def storage_pod(
         "kind": "StoragePod",
         "metadata": {"name": name, "namespace": namespace},
         "spec": body,
+    }
+
+
+def pull_secret(name: str, registry: Any, *, namespace: str = NAMESPACE) -> dict[str, Any]:
+    """A ``kubernetes.io/dockerconfigjson`` Secret with ``registry``'s credentials."""
+    auth = base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
+    config = {"auths": {registry.host: {"auth": auth}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
     }
 
 
@@ -349,8 +381,6 @@ async def wait_for_event(kube: Any, name: str, reason: str, **kw: Any) -> dict[s
 
 def podstore_containers(store: Any) -> list[dict[str, Any]]:
     """The containers in the store that podstore made (``managed-by: podstore``)."""
-    import json
-
     out = []
     for c in containers_json(store):
         try:

@@ -8,7 +8,6 @@ an image pull secret, which must then never show anywhere.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from tests.e2e.agent import (
     events_of,
     in_thread,
     podstore_containers,
+    pull_secret,
     ready_pod,
     running_agent,
     storage_container,
@@ -194,17 +194,6 @@ def container_ids(store):
 
 
 # -- image pull secrets ---------------------------------------------------------------
-
-
-def pull_secret(name, registry):
-    config = {"auths": {registry.host: {"auth": basic_auth(registry.username, registry.password)}}}
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
-    }
 
 
 async def test_an_image_pull_secret_lets_the_pull_through_and_never_shows(

@@ -1,0 +1,60 @@
+"""The agent's liveness endpoint and Prometheus metrics, over HTTP.
+
+``serve`` is started with both ports set; after a short lifecycle the metrics name
+the reconciles, the storage commands and the image pulls it made.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from tests.e2e.agent import (
+    CONTAINERS,
+    agent_settings,
+    in_thread,
+    ready_pod,
+    running_agent,
+    storage_container,
+    storage_pod,
+    wait_for_phase,
+)
+from tests.support.registry import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def http_get(url):
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - 127.0.0.1 only
+        return response.status, response.read().decode()
+
+
+def samples(text, name):
+    """The sample lines of one metric family in the text exposition format."""
+    return [line for line in text.splitlines() if line.startswith(name)]
+
+
+async def test_healthz_answers_and_metrics_count_reconciles_storage_commands_and_pulls(
+    kube, store, images
+):
+    health, metrics = free_port(), free_port()
+    settings = agent_settings(kube, store, images, health_port=health, metrics_port=metrics)
+    async with running_agent(settings):
+        await ready_pod(kube, storage_pod("web"))
+        await kube.aio.create(storage_container("tool", "web", images.busybox))
+        await wait_for_phase(kube, CONTAINERS, "tool", "Started")
+
+        status, body = await in_thread(http_get, f"http://127.0.0.1:{health}/healthz")
+        assert status == 200, body
+        status, text = await in_thread(http_get, f"http://127.0.0.1:{metrics}/metrics")
+        assert status == 200
+
+    reconciles = samples(text, "podstore_reconciles_total")
+    assert any('kind="StoragePod"' in s and 'result="ok"' in s for s in reconciles), reconciles
+    assert any('kind="StorageContainer"' in s and 'result="ok"' in s for s in reconciles)
+    operations = samples(text, "podstore_storage_operations_total")
+    assert any('verb="create-container"' in s and 'result="ok"' in s for s in operations)
+    assert any('verb="mount"' in s for s in operations), operations
+    pulls = samples(text, "podstore_image_pulls_total")
+    assert any('result="ok"' in s and float(s.rsplit(" ", 1)[1]) >= 2 for s in pulls), pulls
