@@ -328,10 +328,17 @@ async def ready_pod(kube: Any, pod: Mapping[str, Any], **kw: Any) -> dict[str, A
 async def wait_gone(
     kube: Any, plural: str, name: str, *, namespace: str = NAMESPACE, timeout: float = SETTLE
 ) -> None:
-    async def gone() -> bool:
-        return await kube.aio.get(plural, namespace, name) is None
+    last: Any = None
 
-    await wait_until(gone, timeout=timeout)
+    async def gone() -> bool:
+        nonlocal last
+        last = await kube.aio.get(plural, namespace, name)
+        return last is None
+
+    try:
+        await wait_until(gone, timeout=timeout)
+    except TimeoutError:
+        raise TimeoutError(f"{plural}/{name} still there after {timeout}s: {last}") from None
 
 
 # -- reading back ---------------------------------------------------------------------

@@ -6,6 +6,8 @@ with a store of its own, as two DaemonSet pods on two nodes would.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.e2e.agent import (
@@ -79,16 +81,45 @@ async def test_two_agents_each_keep_only_their_nodes_objects_in_their_own_store(
         assert FINALIZER not in (c1["metadata"].get("finalizers") or [])
         assert await kube.aio.get(CONTAINERS, NAMESPACE, "c1-app") is None
 
-        # Deleting node-a's pod touches node-a's store only.
-        await kube.aio.delete(PODS, NAMESPACE, "a1")
-        await wait_gone(kube, PODS, "a1")
-        await wait_gone(kube, CONTAINERS, "a-tool")
-        assert await in_thread(names_in, store) == []
-        assert await in_thread(names_in, store_b) == ["b-early", "b-tool", "b1", "b1-app"]
         b1 = await kube.aio.get(PODS, NAMESPACE, "b1")
 
     assert b1["status"]["phase"] == "Ready"
     assert b1["status"]["nodeName"] == "node-b"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="kopf removes its finalizer from every object that none of its deletion handlers "
+    "match (processing.py: 'no handlers requiring it'); all agents share the finalizer "
+    "podstore.dev/storage, so node-b's agent strips node-a's finalizer as soon as node-a's "
+    "agent adds it, forever, and a deletion can skip node-a's cleanup. Needs a finalizer "
+    "per node (or server-side filtering of both kinds)",
+)
+async def test_an_agent_never_takes_another_nodes_finalizer_off(kube, store, store_b, images):
+    agent_a = agent_settings(kube, store, images, node="node-a", resync_interval=30)
+    agent_b = agent_settings(kube, store_b, images, node="node-b", resync_interval=30)
+    app = [{"name": "app", "image": images.busybox}]
+    async with running_agent(agent_a, agent_b):
+        await ready_pod(kube, storage_pod("a1", "node-a", containers=app))
+        await wait_for_phase(kube, CONTAINERS, "a1-app", "Started")
+        await wait_for_status(kube, PODS, "a1", where=lambda s: len(s["containers"]) == 1)
+        settled = len(kube.requests)
+        for _ in range(10):  # a second of quiet: nobody has anything left to change
+            for plural, name in ((PODS, "a1"), (CONTAINERS, "a1-app")):
+                obj = await kube.aio.get(plural, NAMESPACE, name)
+                assert FINALIZER in (obj["metadata"].get("finalizers") or []), (name, obj)
+            await asyncio.sleep(0.1)
+        churn = [
+            (r.resource, r.name)
+            for r in kube.requests[settled:]
+            if r.verb == "patch" and r.subresource is None
+        ]
+        assert churn == [], f"metadata patches after convergence: {len(churn)}"
+
+        await kube.aio.delete(PODS, NAMESPACE, "a1")
+        await wait_gone(kube, PODS, "a1")
+        await wait_gone(kube, CONTAINERS, "a1-app")
+        assert await in_thread(names_in, store) == [], "node-a's agent cleaned up first"
 
 
 def three_started(status):
