@@ -48,7 +48,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-        settings.persistence.finalizer = model.FINALIZER
+        settings.persistence.finalizer = model.finalizer_for(node)
         # Everything kopf keeps goes under status: the agent never writes spec or metadata
         # other than its finalizer, so GitOps tools see no drift.
         settings.persistence.progress_storage = kopf.StatusProgressStorage(name="kopf")

@@ -23,7 +23,9 @@ POD_KIND = "StoragePod"
 CONTAINER_KIND = "StorageContainer"
 POD_PLURAL = "storagepods"
 CONTAINER_PLURAL = "storagecontainers"
-FINALIZER = "podstore.dev/storage"
+# Each node's agent has its own finalizer: kopf takes its finalizer off any object none of
+# its own handlers match, so a shared one would be taken off by every other node's agent.
+FINALIZER_PREFIX = "podstore.dev/storage-"
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 STATES = ("Started", "Stopped")
@@ -240,6 +242,21 @@ def container_name(container: ObjectRef, pod: ObjectRef, attempt: int) -> str:
         f"k8s_{_part(container.name)}_{_part(pod.name)}_{_part(pod.namespace)}_"
         f"{_part(pod.uid)}_{attempt}"
     )
+
+
+def finalizer_for(node_name: str) -> str:
+    """The finalizer of ``node_name``'s agent: ``podstore.dev/storage-<node>``.
+
+    The part after the slash is a qualified name of at most 63 characters; a node
+    name that does not fit is replaced by a digest of it.
+    """
+    name = f"storage-{node_name}"
+    if len(name) > 63 or not _QUALIFIED.fullmatch(name):
+        name = "storage-" + hashlib.sha256(node_name.encode()).hexdigest()[:32]
+    return f"podstore.dev/{name}"
+
+
+_QUALIFIED = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 
 
 def child_name(pod_name: str, container: str) -> str:

@@ -170,7 +170,11 @@ def image_reference(value: object) -> ImageReference:
         )
     domain, path = match.group("domain"), match.group("path")
     if domain is None or not ("." in domain or ":" in domain or domain == "localhost"):
-        # The first component is part of the path, not a registry.
+        # The first component is part of the path, not a registry: lower case, then.
+        if domain and not re.fullmatch(_PATH_COMPONENT, domain, re.ASCII):
+            raise InvalidImageName(
+                f"image reference {value!r} is not valid: repository names must be lower-case"
+            )
         path = f"{domain}/{path}" if domain else path
         domain = DEFAULT_DOMAIN
     if domain == "index.docker.io":  # the legacy name of Docker Hub

@@ -349,14 +349,18 @@ class RuntimeService:
 
     def _dirs_of(self, container_id: str) -> tuple[str, str]:
         with self._lock:
-            cached = self._dirs.get(container_id)
-        if cached is not None:
-            return cached
-        dirs = (self.store.container_dir(container_id), self.store.container_run_dir(container_id))
+            dirs = self._dirs.get(container_id)
+        if dirs is None:
+            dirs = (
+                self.store.container_dir(container_id),
+                self.store.container_run_dir(container_id),
+            )
+            with self._lock:
+                self._dirs[container_id] = dirs
+        # Made every time: a container removed behind podstore's back and made again
+        # under the same ID has the same paths, but not the folders.
         for path in dirs:
             os.makedirs(path, mode=0o700, exist_ok=True)
-        with self._lock:
-            self._dirs[container_id] = dirs
         return dirs
 
     # -- remove -------------------------------------------------------------
@@ -579,13 +583,19 @@ def new_id() -> str:
 def write_json_atomic(path: str, data: Any) -> None:
     """Write JSON so that a reader (or a crash) never sees half a file."""
     directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    except OSError as err:
+        raise StorageError(f"cannot write {path}: {err.strerror}") from err
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, sort_keys=True)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        _remove_quietly(tmp)
+        raise StorageError(f"cannot write {path}: {err.strerror}") from err
     except BaseException:
         _remove_quietly(tmp)
         raise

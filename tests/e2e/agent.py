@@ -32,6 +32,7 @@ import yaml
 from controller.config import Settings
 from controller.handlers import kube as kube_api
 from controller.handlers.operator import serve
+from controller.reconcile.model import finalizer_for
 from tests.support.stores import containers_json, paths_of
 
 T = TypeVar("T")
@@ -40,7 +41,8 @@ API_VERSION = "podstore.dev/v1alpha1"
 PODS = "storagepods"
 CONTAINERS = "storagecontainers"
 NAMESPACE = "default"
-FINALIZER = "podstore.dev/storage"
+#: The finalizer of the default node's agent (each node has its own).
+FINALIZER = finalizer_for("node-a")
 #: How long a test waits for the agent to converge (pulls included) before failing.
 SETTLE = 60.0
 #: Condition keys the Kubernetes API conventions require.

@@ -80,16 +80,7 @@ async def test_a_container_with_a_malformed_image_reference_fails_with_invalid_i
     "infra_image",
     [
         pytest.param("pause:bad tag", id="space-in-tag"),
-        pytest.param(
-            "UPPER/case:1",
-            id="upper-case-repository",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="controller/storage/names.py image_reference accepts an upper-case "
-                "first path component ('UPPER/case:1' -> docker.io/UPPER/case:1); skopeo "
-                "then refuses it and the pod backs off with ErrImagePull forever",
-            ),
-        ),
+        pytest.param("UPPER/case:1", id="upper-case-repository"),
     ],
 )
 async def test_a_pod_with_a_malformed_infra_image_fails_with_invalid_image_name(

@@ -87,14 +87,6 @@ async def test_two_agents_each_keep_only_their_nodes_objects_in_their_own_store(
     assert b1["status"]["nodeName"] == "node-b"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kopf removes its finalizer from every object that none of its deletion handlers "
-    "match (processing.py: 'no handlers requiring it'); all agents share the finalizer "
-    "podstore.dev/storage, so node-b's agent strips node-a's finalizer as soon as node-a's "
-    "agent adds it, forever, and a deletion can skip node-a's cleanup. Needs a finalizer "
-    "per node (or server-side filtering of both kinds)",
-)
 async def test_an_agent_never_takes_another_nodes_finalizer_off(kube, store, store_b, images):
     agent_a = agent_settings(kube, store, images, node="node-a", resync_interval=30)
     agent_b = agent_settings(kube, store_b, images, node="node-b", resync_interval=30)

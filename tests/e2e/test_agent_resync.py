@@ -49,13 +49,6 @@ async def started_tool(kube, images):
     return await wait_for_phase(kube, CONTAINERS, "tool", "Started")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="controller/storage/runtime.py caches a container's directories by ID (_dirs) and "
-    "creates them only when first cached: a container deleted out of band and re-created "
-    "with the same ID gets no userdata dir, write_config_template raises FileNotFoundError "
-    "(not a StorageError), and the resync fails every time until the agent restarts",
-)
 async def test_a_storage_container_removed_out_of_band_is_created_again(
     kube, store, images, settings
 ):
