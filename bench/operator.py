@@ -855,7 +855,10 @@ def burst(
     counter: ProcessCount,
 ) -> list[Result]:
     n = args.pods
-    say(f"\n(a) burst: {n} StoragePods x 2 containers applied at once")
+    say(
+        f"\n(a) burst: {n} StoragePods x 2 containers applied at once"
+        f" (load average {os.getloadavg()[0]:.2f})"
+    )
     pods = [f"burst-{i:04d}" for i in range(n)]
     keys = [f"{p}-{c}" for p in pods for c in ("a", "b")]
     emu.mark()
@@ -952,7 +955,8 @@ def steady(
     total_pods = round(rate * duration)
     say(
         f"\n(b) steady: {rate:g} StoragePods x 2 containers a second for {duration:g} s"
-        f" ({total_pods} pods, on top of the {args.pods} burst pods)"
+        f" ({total_pods} pods, on top of the {args.pods} burst pods;"
+        f" load average {os.getloadavg()[0]:.2f})"
     )
     pods = [f"steady-{i:04d}" for i in range(total_pods)]
     keys = [f"{p}-{c}" for p in pods for c in ("a", "b")]
@@ -1202,7 +1206,7 @@ def run_restart(args: argparse.Namespace, layout: Path, workdir: Path) -> list[R
     pods = m // 2
     say(
         f"\n(c)+(d) agent subprocess: {pods} StoragePods x 1 container = {m} storage containers"
-        f" ({2 * pods} API objects), then a restart"
+        f" ({2 * pods} API objects), then a restart (load average {os.getloadavg()[0]:.2f})"
     )
     results: list[Result] = []
     cmd_log = workdir / "commands.log"
@@ -1212,7 +1216,17 @@ def run_restart(args: argparse.Namespace, layout: Path, workdir: Path) -> list[R
         with image_store(layout, "podstore-bench-restart-") as store:
             tracker, watches = watching(emu.api)
             try:
+                emu.mark()
                 first = AgentProcess(store, emu, workdir, "first", args.log_level)
+                # Its RSS with nothing to do yet: once it has listed both kinds, and a second.
+                deadline = time.monotonic() + 30
+                while emu.stats()["by"].get("GET list storagecontainers", 0) < 1:
+                    if time.monotonic() > deadline or first.proc.poll() is not None:
+                        raise RuntimeError(f"the agent did not start; see {first.log_path}")
+                    time.sleep(0.1)
+                time.sleep(1.0)
+                idle_rss = rss_of(first.proc.pid)[0]
+                say(f"  first agent idle (no objects yet): RSS {idle_rss / 1024:.0f} MB")
                 names = [f"many-{i:04d}" for i in range(pods)]
                 keys = [f"{p}-a" for p in names]
                 emu.mark()
@@ -1393,7 +1407,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(threadName)s %(name)s: %(message)s",
     )
     say(f"podstore agent benchmark ({'quick' if args.quick else 'full'}); logs in {workdir}")
-    say(f"{os.cpu_count()} CPUs; emulator in its own process; store: overlay in a temp folder")
+    say(
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (others' work on this"
+        " machine shows in the times); emulator in its own process; overlay stores in /tmp"
+    )
     results: list[Result] = []
     started = time.monotonic()
     try:
@@ -1412,7 +1429,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in results:
         verdict = "" if r.ok is None else ("PASS" if r.ok else "MISS")
         say(f"{r.name:<34} {r.shown:>12}  {r.goal:<10} {verdict}")
-    say(f"\nwhole run: {time.monotonic() - started:.0f} s")
+    say(
+        f"\nwhole run: {time.monotonic() - started:.0f} s;"
+        f" load average at the end {os.getloadavg()[0]:.2f}"
+    )
     return 0
 
 
