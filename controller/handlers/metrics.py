@@ -13,6 +13,7 @@ import logging
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from controller.storage.command import CommandEvent, add_observer
+from controller.storage.images import PullEvent, add_pull_observer
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ PULLS = Counter(
 )
 PULL_BYTES = Counter(
     "podstore_image_pull_bytes",
-    "Bytes of images pulled into the store (sum of the pulled images' sizes).",
+    "Bytes of images pulled into the store (compressed size of each pulled image's layers).",
     registry=REGISTRY,
 )
 STORAGE_OPS = Counter(
@@ -67,13 +68,17 @@ def _observe(event: CommandEvent) -> None:
     result = "ok" if event.ok else "error"
     STORAGE_OPS.labels(event.tool, event.verb, result).inc()
     STORAGE_SECONDS.labels(event.tool, event.verb).observe(event.seconds)
-    if event.tool == "skopeo" and event.verb == "copy":
-        PULLS.labels(result).inc()
+
+
+def _observe_pull(event: PullEvent) -> None:
+    PULLS.labels("ok" if event.ok else "error").inc()
+    PULL_BYTES.inc(event.bytes)
 
 
 def install(port: int, address: str) -> None:
     """Count storage commands, and serve /metrics on ``address:port`` (0: don't serve)."""
     add_observer(_observe)
+    add_pull_observer(_observe_pull)
     if port:
         start_http_server(port, addr=address, registry=REGISTRY)
         log.info("metrics on http://%s:%d/metrics", address, port)

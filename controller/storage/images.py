@@ -17,7 +17,8 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,34 @@ class ImageInfo:
     @property
     def name(self) -> str:
         return self.names[0] if self.names else ""
+
+
+@dataclass(frozen=True)
+class PullEvent:
+    """One finished pull, as observers (the agent's metrics) see it."""
+
+    reference: str
+    ok: bool
+    seconds: float
+    bytes: int  # compressed size of the image's layers
+
+
+PullObserver = Callable[[PullEvent], None]
+_pull_observers: list[PullObserver] = []
+
+
+def add_pull_observer(observer: PullObserver) -> None:
+    """Be told about every pull (used for metrics)."""
+    if observer not in _pull_observers:
+        _pull_observers.append(observer)
+
+
+def _notify(event: PullEvent) -> None:
+    for observer in list(_pull_observers):
+        try:
+            observer(event)
+        except Exception:  # an observer must never break a pull
+            log.exception("pull observer failed")
 
 
 class _Flight:
@@ -212,9 +241,11 @@ class ImageService:
         dest_name = parsed.store_name()
         args += [parsed.skopeo_source(), self.store.destination(dest_name)]
         log.info("pulling image %s", original)
+        started = time.monotonic()
         try:
             self.skopeo.run("copy", *args)
         except CommandError as err:
+            _notify(PullEvent(original, False, time.monotonic() - started, 0))
             raise ImagePullError(original, _skopeo_message(err.stderr)) from err
         self.forget(dest_name)
         image = self.store.image(dest_name)
@@ -222,6 +253,9 @@ class ImageService:
             raise ImagePullError(original, f"the image is not in the store as {dest_name!r}")
         with self._lock:
             self._by_name[dest_name] = image
+        if _pull_observers:
+            size = self.store.image_layers_size(image.layer)
+            _notify(PullEvent(original, True, time.monotonic() - started, size))
         return self._info(image)
 
     def remove_image(self, ref: str) -> None:

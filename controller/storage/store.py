@@ -299,6 +299,18 @@ class Store:
         data = _parse_json(done.stdout or "[]", "image")
         return StorageImage.from_json(data[0]) if data else None
 
+    def image_layers_size(self, top_layer: str) -> int:
+        """The compressed size of a layer and its parents (what a pull of them moves)."""
+        data = _parse_json(self.runner.run("layers", "--json").stdout or "[]", "layers")
+        by_id = {str(item.get("id")): item for item in data or ()}
+        total, current, seen = 0, top_layer, set()
+        while current and current in by_id and current not in seen:
+            seen.add(current)
+            layer = by_id[current]
+            total += int(layer.get("compressed-size") or layer.get("diff-size") or 0)
+            current = str(layer.get("parent") or "")
+        return total
+
     def image_config(self, image_id: str) -> dict[str, Any] | None:
         """The image's OCI config blob (stored under its digest), parsed."""
         key = "sha256:" + image_id

@@ -58,3 +58,6 @@ async def test_healthz_answers_and_metrics_count_reconciles_storage_commands_and
     assert any('verb="mount"' in s for s in operations), operations
     pulls = samples(text, "podstore_image_pulls_total")
     assert any('result="ok"' in s and float(s.rsplit(" ", 1)[1]) >= 2 for s in pulls), pulls
+    # busybox-static alone is about a megabyte compressed: two pulls move at least that.
+    (pulled,) = samples(text, "podstore_image_pull_bytes_total")
+    assert float(pulled.rsplit(" ", 1)[1]) > 1_000_000, pulled
