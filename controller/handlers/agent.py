@@ -127,6 +127,13 @@ class Agent:
         raise_errors: bool = True,
     ) -> None:
         started = time.monotonic()
+        if not _ready(pod):
+            # Watches of the two kinds are separate streams: a container made together with
+            # its pod is often seen before the pod's Ready status. Ask the API, not wait.
+            namespace = (body.get("metadata") or {}).get("namespace") or "default"
+            name = (body.get("spec") or {}).get("podName")
+            if isinstance(name, str) and name:
+                pod = kube.get_pod(namespace, name) or pod
         outcome = self.reconciler.reconcile_container(body, pod)
         if outcome is None:
             return
@@ -207,6 +214,11 @@ class Agent:
         for phase, count in counts.items():
             metrics.MANAGED.labels(phase).set(count)
         return removed
+
+
+def _ready(pod: Mapping[str, Any] | None) -> bool:
+    status = (pod or {}).get("status") or {}
+    return bool(status.get("phase") == "Ready" and status.get("podID"))
 
 
 async def orphan_loop(agent: Agent, stop: threading.Event | asyncio.Event) -> None:

@@ -148,6 +148,20 @@ def delete_container(namespace: str, name: str) -> None:
             raise
 
 
+@uses(model.GROUP, model.POD_PLURAL, "get")
+def get_pod(namespace: str, name: str) -> Mapping[str, Any] | None:
+    """A StoragePod as the API has it now; None when it does not exist."""
+    try:
+        found: Any = _custom().get_namespaced_custom_object(
+            model.GROUP, model.VERSION, namespace, model.POD_PLURAL, name
+        )
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return found if isinstance(found, Mapping) else None
+
+
 @uses(model.GROUP, f"{model.POD_PLURAL}/status", "patch")
 def patch_pod_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
     try:

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
 NEVER_PULL_RETRY = 30.0
-WAIT_FOR_POD = 5.0
+WAIT_FOR_POD = 1.0  # a pod usually becomes Ready within a pull; the agent asks the API again
 
 
 class SecretSource(Protocol):
