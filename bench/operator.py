@@ -1019,7 +1019,7 @@ def steady(
         + (f"; {missing} not Started after 30 s" if missing else "")
     )
     say(
-        f"    {len(retried)} of {len(keys)} containers went through Pending/PodNotReady (a 5 s"
+        f"    {len(retried)} of {len(keys)} containers went through Pending/PodNotReady (and a"
         f" retry): p50 {ms(pct(slow, 0.5))}, max {ms(max(slow, default=math.nan))}; the others:"
         f" p50 {ms(pct(clean, 0.5))}, p99 {ms(pct(clean, 0.99))}"
     )
