@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 
 from controller.storage import ImageConfig, ImageService, RuntimeService, new_id
 from controller.storage.auth import temporary_auth_file
-from controller.storage.command import CommandEvent, add_observer, remove_observer
+from controller.storage.command import CommandEvent
 from controller.storage.errors import ImageInUse, ImagePullError, InvalidImageName
 from tests.support import images as test_images
 from tests.support.images import LocalImages, RegistryImages
@@ -39,20 +38,6 @@ BUSYBOX_CONFIG = ImageConfig(
     env=tuple(test_images.BUSYBOX_ENV),
     working_dir=test_images.BUSYBOX_WORKDIR,
 )
-
-
-@pytest.fixture
-def skopeo_copies() -> Iterator[list[CommandEvent]]:
-    """Every ``skopeo copy`` podstore runs while the test does."""
-    seen: list[CommandEvent] = []
-
-    def observe(event: CommandEvent) -> None:
-        if event.tool == "skopeo" and event.verb == "copy":
-            seen.append(event)
-
-    add_observer(observe)
-    yield seen
-    remove_observer(observe)
 
 
 def stored(store: Any) -> list[tuple[str, list[str]]]:

@@ -9,7 +9,6 @@ directories and whether a layer is mounted. Images are copied into the store wit
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from controller.storage import (
     build_template,
     new_id,
 )
-from controller.storage.command import CommandEvent, add_observer, remove_observer
+from controller.storage.command import CommandEvent
 from controller.storage.errors import InvalidImageName, NotOurs
 from controller.storage.ocispec import ROOT_PLACEHOLDER
 from tests.support import images as test_images
@@ -83,20 +82,6 @@ def runtime(store: Any, registry: Registry) -> RuntimeService:
     return RuntimeService(
         ImageService(store, insecure_registries=(registry.host,)), clock=lambda: NOW
     )
-
-
-@pytest.fixture
-def skopeo_copies() -> Iterator[list[CommandEvent]]:
-    """Every ``skopeo copy`` podstore runs while the test does."""
-    seen: list[CommandEvent] = []
-
-    def observe(event: CommandEvent) -> None:
-        if event.tool == "skopeo" and event.verb == "copy":
-            seen.append(event)
-
-    add_observer(observe)
-    yield seen
-    remove_observer(observe)
 
 
 def make_pod(runtime: RuntimeService, images: RegistryImages, pod: str = "web") -> Any:
