@@ -91,6 +91,8 @@ class Agent:
         raise_errors: bool = True,
     ) -> None:
         members = list(members)
+        if not raise_errors and not _handled(body):
+            return  # a resync before the first reconcile has written status: nothing to compare
         started = time.monotonic()
         outcome = self.reconciler.reconcile_pod(body, members)
         if outcome is None:
@@ -126,6 +128,8 @@ class Agent:
         *,
         raise_errors: bool = True,
     ) -> None:
+        if not raise_errors and not _handled(body):
+            return
         started = time.monotonic()
         if not _ready(pod):
             # Watches of the two kinds are separate streams: a container made together with
@@ -214,6 +218,10 @@ class Agent:
         for phase, count in counts.items():
             metrics.MANAGED.labels(phase).set(count)
         return removed
+
+
+def _handled(body: Mapping[str, Any]) -> bool:
+    return "observedGeneration" in (body.get("status") or {})
 
 
 def _ready(pod: Mapping[str, Any] | None) -> bool:

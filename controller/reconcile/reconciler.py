@@ -16,6 +16,7 @@ nothing is written when the node already matches the spec.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -350,6 +351,9 @@ class Reconciler:
         pod_status = pod.get("status") or {}
         pod_id = str(pod_status.get("podID") or "")
         if pod_status.get("phase") != "Ready" or not pod_id:
+            # The pod's status may lag behind the store: its sandbox may be made already.
+            pod_id = self._sandbox_made(pod, pod_ref) or ""
+        if not pod_id:
             return self._ctr_outcome(
                 ctr,
                 current,
@@ -463,25 +467,18 @@ class Reconciler:
         }
         config_path = os.path.join(run_dir, "config.json")
         if spec.state == "Started":
-            mountpoint = str(current.get("mountPoint") or "")
             mounted = self.view.is_mounted(cid)
-            if (
-                mounted
-                and mountpoint
-                and current.get("phase") == "Started"
-                and not os.path.exists(config_path)
-            ):
+            rendered = _rendered_root(config_path)
+            mountpoint = rendered or str(current.get("mountPoint") or "")
+            if mounted and rendered:
+                pass  # in step with the spec, whatever the status says yet
+            elif mounted and mountpoint:
                 # Only the rendered run config is gone: render it again, keep the mount.
                 self.runtime.render_config(cid, mountpoint)
                 self.events.emit(
                     ctr, "Warning", "ConfigRendered", "run config was missing; rendered again"
                 )
-            elif (
-                not mounted
-                or not mountpoint
-                or not os.path.exists(config_path)
-                or current.get("phase") != "Started"
-            ):
+            else:
                 healing = current.get("phase") == "Started"
                 mountpoint = self.runtime.start_container(cid)
                 self.view.set_mounted(cid, True)
@@ -613,6 +610,16 @@ class Reconciler:
 
     # -- helpers --------------------------------------------------------------
 
+    def _sandbox_made(self, pod: Mapping[str, Any], pod_ref: ObjectRef) -> str | None:
+        """The pod's sandbox ID when its infra container is in the store now."""
+        try:
+            attempt = model.parse_pod_spec(pod.get("spec") or {}).attempt
+        except SpecError:
+            return None
+        pod_id = model.pod_id_for(pod_ref.uid, attempt)
+        found = self.view.get(pod_id)
+        return pod_id if found is not None and found.infra else None
+
     def _adopted(self, info: ContainerInfo) -> ManagedContainer:
         meta = info.metadata or self.runtime.get_container_metadata(info.id)
         found = ManagedContainer(info.id, (meta.name,), meta.image_id, "", "", meta)
@@ -719,6 +726,18 @@ _SETTLED: dict[str, tuple[str, ...]] = {
     "Started": ("Started",),
     "Stopped": ("Stopped", "Created"),
 }
+
+
+def _rendered_root(config_path: str) -> str:
+    """``root.path`` of a rendered run config: where the layer is mounted; "" if none."""
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return ""
+    root = config.get("root") if isinstance(config, dict) else None
+    path = root.get("path") if isinstance(root, dict) else None
+    return path if isinstance(path, str) and os.path.isabs(path) else ""
 
 
 def member_summary(

@@ -31,33 +31,41 @@ class Condition:
 
 
 def merge_conditions(
-    current: Sequence[Mapping[str, Any]] | None,
+    current: Sequence[Any] | None,
     wanted: Sequence[Condition],
     *,
     generation: int,
     now: float,
 ) -> list[dict[str, Any]]:
     """The conditions list with ``wanted`` applied; transition times kept when unchanged."""
-    by_type = {str(c.get("type")): dict(c) for c in current or () if isinstance(c, Mapping)}
+    wanted_by_type = {cond.type: cond for cond in wanted}
     out: list[dict[str, Any]] = []
-    for cond in wanted:
-        old = by_type.pop(cond.type, None)
-        changed = old is None or old.get("status") != cond.status_text
-        out.append(
-            {
-                "type": cond.type,
-                "status": cond.status_text,
-                "reason": cond.reason,
-                "message": cond.message,
-                "lastTransitionTime": rfc3339(now)
-                if changed or not old
-                else old.get("lastTransitionTime", rfc3339(now)),
-                "observedGeneration": generation,
-            }
-        )
-    # Conditions someone else set are kept as they are.
-    out.extend(by_type.values())
+    # Existing conditions keep their places (a rewrite that changes nothing is no change);
+    # new types go at the end. Conditions someone else set are kept as they are.
+    for old in current or ():
+        if not isinstance(old, Mapping):
+            continue
+        cond = wanted_by_type.pop(str(old.get("type")), None)
+        out.append(_condition(cond, old, generation, now) if cond else dict(old))
+    for cond in wanted_by_type.values():
+        out.append(_condition(cond, None, generation, now))
     return out
+
+
+def _condition(
+    cond: Condition, old: Mapping[str, Any] | None, generation: int, now: float
+) -> dict[str, Any]:
+    changed = old is None or old.get("status") != cond.status_text
+    return {
+        "type": cond.type,
+        "status": cond.status_text,
+        "reason": cond.reason,
+        "message": cond.message,
+        "lastTransitionTime": rfc3339(now)
+        if changed or old is None
+        else old.get("lastTransitionTime", rfc3339(now)),
+        "observedGeneration": generation,
+    }
 
 
 def status_patch(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> dict[str, Any]:

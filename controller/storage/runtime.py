@@ -98,7 +98,7 @@ class RuntimeService:
         self._lock = threading.Lock()
         # IDs of containers this process made or inspected and found to be
         # podstore's: a stop or delete of one needs no second inspection.
-        self._ours: set[str] = set()
+        self._ours: dict[str, RuntimeContainerMetadata] = {}
         # Directories never change for a container ID.
         self._dirs: dict[str, tuple[str, str]] = {}
 
@@ -288,7 +288,7 @@ class RuntimeService:
                 log.exception("could not delete half-made container %s", created.id)
             raise
         with self._lock:
-            self._ours.add(created.id)
+            self._ours[created.id] = wanted
         return info
 
     def _adopt(
@@ -339,7 +339,7 @@ class RuntimeService:
         if layer_name not in self.store.layer_names(holder.layer):
             self.store.add_names(holder.layer, [layer_name])
         with self._lock:
-            self._ours.add(holder.id)
+            self._ours[holder.id] = existing
         return replace(self._info(holder.id, existing.image_id), metadata=existing)
 
     def _info(self, container_id: str, image_id: str) -> ContainerInfo:
@@ -405,26 +405,31 @@ class RuntimeService:
     def _delete(self, container_id: str) -> None:
         self.store.delete_container(container_id)
         with self._lock:
-            self._ours.discard(container_id)
+            self._ours.pop(container_id, None)
             self._dirs.pop(container_id, None)
 
     # -- start and stop -----------------------------------------------------
 
     def start_container(self, id_or_name: str) -> str:
         """Mount the container's layer and render its run config; returns the mountpoint."""
-        record, meta = self._inspect(id_or_name)
+        container_id, meta = self._known_or_inspect(id_or_name)
         # Without SELinux a label is a mount option the kernel refuses (overlay's
         # context=); podman and cri-o apply labels only where SELinux is on.
         label = meta.mount_label if selinux_enabled() else ""
-        mountpoint = self.store.mount(record.id, label=label)
         try:
-            self.render_config(record.id, mountpoint)
+            mountpoint = self.store.mount(container_id, label=label)
+        except ContainerNotKnown:
+            with self._lock:  # removed behind podstore's back
+                self._ours.pop(container_id, None)
+            raise
+        try:
+            self.render_config(container_id, mountpoint)
         except BaseException:
             # A failed start takes back its own mount (and only that one).
             try:
-                self.store.unmount(record.id, force=False)
+                self.store.unmount(container_id, force=False)
             except StorageError:
-                log.exception("could not undo the mount of %s after a failed start", record.id)
+                log.exception("could not undo the mount of %s after a failed start", container_id)
             raise
         return mountpoint
 
@@ -453,8 +458,8 @@ class RuntimeService:
 
     def write_config_template(self, id_or_name: str, template: Mapping[str, Any]) -> str:
         """Keep ``template`` as the container's runtime config template; returns its path."""
-        record, _ = self._inspect(id_or_name)
-        work, _ = self._dirs_of(record.id)
+        container_id, _ = self._known_or_inspect(id_or_name)
+        work, _ = self._dirs_of(container_id)
         path = os.path.join(work, CONFIG_FILE)
         write_json_atomic(path, template)
         return path
@@ -508,6 +513,8 @@ class RuntimeService:
         if not metadata.managed:
             raise StorageError("metadata must keep managed-by: podstore")
         self.store.set_metadata(record.id, metadata.to_json())
+        with self._lock:
+            self._ours[record.id] = metadata
 
     def get_work_dir(self, id: str) -> str:
         return self._dir_checked(id)[0]
@@ -558,6 +565,17 @@ class RuntimeService:
             raise InvalidContainerID(f"container {id_or_name!r} is not in the store")
         return record, self._owned(record)
 
+    def _known_or_inspect(self, id_or_name: str) -> tuple[str, RuntimeContainerMetadata]:
+        """A container this process made or inspected, without asking the store again
+        while its directory is there; otherwise inspected."""
+        with self._lock:
+            meta = self._ours.get(id_or_name)
+            dirs = self._dirs.get(id_or_name)
+        if meta is not None and dirs is not None and os.path.isdir(dirs[0]):
+            return id_or_name, meta
+        record, meta = self._inspect(id_or_name)
+        return record.id, meta
+
     def _owned(self, record: StorageContainer) -> RuntimeContainerMetadata:
         meta = RuntimeContainerMetadata.from_json(record.metadata)
         if meta is None or not meta.managed:
@@ -566,7 +584,7 @@ class RuntimeService:
                 "podstore; podstore leaves it alone"
             )
         with self._lock:
-            self._ours.add(record.id)
+            self._ours[record.id] = meta
         return meta
 
 

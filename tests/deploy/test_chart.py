@@ -229,7 +229,12 @@ def test_node_selector_tolerations_extra_env_and_digest_reach_the_pod() -> None:
     assert pod["imagePullSecrets"] == [{"name": "podstore-pull"}]
     assert container["image"] == "localhost/podstore@sha256:" + "ab" * 32
     env = env_of(container)
-    assert list(env) == ["PODSTORE_NODE_NAME", "PODSTORE_ORPHAN_GRACE", "HTTPS_PROXY"]
+    assert list(env) == [
+        "PODSTORE_NODE_NAME",
+        "MALLOC_ARENA_MAX",
+        "PODSTORE_ORPHAN_GRACE",
+        "HTTPS_PROXY",
+    ]
     assert env["HTTPS_PROXY"]["valueFrom"] == {"secretKeyRef": {"name": "proxy", "key": "url"}}
     assert container["resources"] == {
         "requests": {"cpu": "100m", "memory": "256Mi"},
