@@ -21,14 +21,15 @@ StoragePod's name) are added for people; tables show those.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from controller.storage import ManagedContainer, RuntimeService
 from controller.storage.errors import ContainerNotKnown, StorageError
+from controller.storage.runtime import rendered_root
+from controller.storage.store import chain_size
 
 CONFIG_FILE = "config.json"
 
@@ -115,7 +116,7 @@ class Inventory:
                     ContainerView(
                         record=r,
                         mounted=r.id in mounted,
-                        mountpoint=_rendered_root(run_dirs.get(r.id, "")),
+                        mountpoint=rendered_root(run_dirs.get(r.id, "")),
                         pod=pods.get(r.metadata.pod_id, ""),
                     )
                     for r in records
@@ -230,7 +231,7 @@ class Inventory:
             "work_dir": work_dir,
             "run_dir": run_dir,
             "mounted": view.mounted,
-            "mountpoint": _rendered_root(run_dir) if view.mounted else "",
+            "mountpoint": rendered_root(run_dir) if view.mounted else "",
             "config_template": template if os.path.isfile(template) else "",
             "config_path": rendered if view.mounted and os.path.isfile(rendered) else "",
         }
@@ -260,24 +261,18 @@ class Inventory:
                     "id": image.id,
                     "names": list(image.names),
                     "digest": image.digest,
-                    "size": _chain_size(image.layer, layer_sizes) or image.size,
+                    "size": chain_size(image.layer, layer_sizes) or image.size,
                     "containers": used.get(image.id, 0),
                 }
             )
         return out
 
     def _layer_sizes(self) -> dict[str, tuple[str, int]]:
-        """layer ID -> (parent ID, uncompressed size), from one ``layers --json``."""
+        """layer ID -> (parent ID, size on disk), from one listing; {} if it fails."""
         try:
-            done = self.store.runner.run("layers", "--json")
-            data = json.loads(done.stdout or "[]") or []
-        except (StorageError, ValueError):
+            return self.store.layer_sizes()
+        except StorageError:
             return {}
-        return {
-            str(item["id"]): (str(item.get("parent") or ""), int(item.get("diff-size") or 0))
-            for item in data
-            if isinstance(item, Mapping) and "id" in item
-        }
 
     # -- helpers ------------------------------------------------------------------
 
@@ -306,27 +301,3 @@ class Inventory:
             if sep and cid not in tail:
                 pattern = (head, tail)
         return out
-
-
-def _rendered_root(run_dir: str) -> str:
-    """``root.path`` of the run config rendered in ``run_dir``; "" when there is none."""
-    if not run_dir:
-        return ""
-    try:
-        with open(os.path.join(run_dir, CONFIG_FILE), encoding="utf-8") as handle:
-            config = json.load(handle)
-    except (OSError, ValueError):
-        return ""
-    root = config.get("root") if isinstance(config, dict) else None
-    path = root.get("path") if isinstance(root, dict) else None
-    return path if isinstance(path, str) and os.path.isabs(path) else ""
-
-
-def _chain_size(layer: str, sizes: Mapping[str, tuple[str, int]]) -> int:
-    total, seen = 0, set()
-    while layer and layer in sizes and layer not in seen:
-        seen.add(layer)
-        parent, size = sizes[layer]
-        total += size
-        layer = parent
-    return total

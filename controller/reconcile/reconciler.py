@@ -16,7 +16,6 @@ nothing is written when the node already matches the spec.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -47,6 +46,7 @@ from controller.storage.errors import (
 )
 from controller.storage.names import image_reference
 from controller.storage.ocispec import InvalidRuntimeConfig
+from controller.storage.runtime import rendered_root
 
 log = logging.getLogger(__name__)
 
@@ -468,7 +468,7 @@ class Reconciler:
         config_path = os.path.join(run_dir, "config.json")
         if spec.state == "Started":
             mounted = self.view.is_mounted(cid)
-            rendered = _rendered_root(config_path)
+            rendered = rendered_root(run_dir)
             mountpoint = rendered or str(current.get("mountPoint") or "")
             if mounted and rendered:
                 pass  # in step with the spec, whatever the status says yet
@@ -726,18 +726,6 @@ _SETTLED: dict[str, tuple[str, ...]] = {
     "Started": ("Started",),
     "Stopped": ("Stopped", "Created"),
 }
-
-
-def _rendered_root(config_path: str) -> str:
-    """``root.path`` of a rendered run config: where the layer is mounted; "" if none."""
-    try:
-        with open(config_path, encoding="utf-8") as handle:
-            config = json.load(handle)
-    except (OSError, ValueError):
-        return ""
-    root = config.get("root") if isinstance(config, dict) else None
-    path = root.get("path") if isinstance(root, dict) else None
-    return path if isinstance(path, str) and os.path.isabs(path) else ""
 
 
 def member_summary(

@@ -593,6 +593,21 @@ def selinux_enabled() -> bool:
     return os.path.exists("/sys/fs/selinux/enforce")
 
 
+def rendered_root(run_dir: str) -> str:
+    """``root.path`` of the run config rendered in ``run_dir``: where the container's layer
+    is mounted; "" when there is none."""
+    if not run_dir:
+        return ""
+    try:
+        with open(os.path.join(run_dir, CONFIG_FILE), encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return ""
+    root = config.get("root") if isinstance(config, dict) else None
+    path = root.get("path") if isinstance(root, dict) else None
+    return path if isinstance(path, str) and os.path.isabs(path) else ""
+
+
 def new_id() -> str:
     """A fresh 64-hex container or pod ID, as cri-o makes them."""
     return secrets.token_hex(32)

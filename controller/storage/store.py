@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -299,17 +299,25 @@ class Store:
         data = _parse_json(done.stdout or "[]", "image")
         return StorageImage.from_json(data[0]) if data else None
 
+    def layer_sizes(self, *, compressed: bool = False) -> dict[str, tuple[str, int]]:
+        """Every layer: ID -> (parent ID, size), from one ``layers --json``.
+
+        ``compressed`` gives what a pull moves; otherwise the size on disk (diff size).
+        """
+        data = _parse_json(self.runner.run("layers", "--json").stdout or "[]", "layers")
+        key = "compressed-size" if compressed else "diff-size"
+        return {
+            str(item["id"]): (
+                str(item.get("parent") or ""),
+                int(item.get(key) or item.get("diff-size") or 0),
+            )
+            for item in data or ()
+            if isinstance(item, dict) and "id" in item
+        }
+
     def image_layers_size(self, top_layer: str) -> int:
         """The compressed size of a layer and its parents (what a pull of them moves)."""
-        data = _parse_json(self.runner.run("layers", "--json").stdout or "[]", "layers")
-        by_id = {str(item.get("id")): item for item in data or ()}
-        total, current, seen = 0, top_layer, set()
-        while current and current in by_id and current not in seen:
-            seen.add(current)
-            layer = by_id[current]
-            total += int(layer.get("compressed-size") or layer.get("diff-size") or 0)
-            current = str(layer.get("parent") or "")
-        return total
+        return chain_size(top_layer, self.layer_sizes(compressed=True))
 
     def image_config(self, image_id: str) -> dict[str, Any] | None:
         """The image's OCI config blob (stored under its digest), parsed."""
@@ -346,6 +354,17 @@ class Store:
         self.runner.run("shutdown")
 
 
+def chain_size(layer: str, sizes: Mapping[str, tuple[str, int]]) -> int:
+    """The size of a layer and all its parents, from :meth:`Store.layer_sizes`."""
+    total, seen = 0, set()
+    while layer and layer in sizes and layer not in seen:
+        seen.add(layer)
+        parent, size = sizes[layer]
+        total += size
+        layer = parent
+    return total
+
+
 def _absolute(value: str | os.PathLike[str], what: str) -> str:
     path = os.fspath(value)
     if not isinstance(path, str) or not path or not os.path.isabs(path):
@@ -358,4 +377,4 @@ def _absolute(value: str | os.PathLike[str], what: str) -> str:
     return os.path.normpath(path)
 
 
-__all__ = ["StorageContainer", "StorageImage", "Store"]
+__all__ = ["StorageContainer", "StorageImage", "Store", "chain_size"]
