@@ -158,7 +158,7 @@ def snapshot(paths: Sequence[str]) -> tuple[Any, ...]:
 def load(paths: Sequence[str], *, node_name: str) -> Loaded:
     """Read every manifest under ``paths``: good documents, secrets and problems."""
     result = Loaded()
-    seen: dict[Key, list[tuple[str, int]]] = {}
+    seen: dict[Key, list[tuple[str, int, str]]] = {}
     found: list[Document] = []
     for path in paths:
         try:
@@ -174,21 +174,25 @@ def load(paths: Sequence[str], *, node_name: str) -> Loaded:
             result.complete = False
             continue
         for name in files:
-            for key, doc, index in _read_file(name, result, node_name):
-                seen.setdefault(key, []).append((name, index))
+            for key, doc, index, prefix in _read_file(name, result, node_name):
+                seen.setdefault(key, []).append((name, index, prefix))
                 if doc is not None:
                     found.append(doc)
     for key, places in seen.items():
         if len(places) < 2:
             continue
         result.keep.add(key)
-        for file, index in places:
-            others = [f"{f}, document {d}" for f, d in places if (f, d) != (file, index)]
+        for file, index, prefix in places:
+            others = [
+                f"{f}, document {d}" + (f" ({p.rstrip('.')})" if p else "")
+                for f, d, p in places
+                if (f, d, p) != (file, index, prefix)
+            ]
             result.problems.append(
                 Problem(
                     file,
                     index,
-                    "metadata.name",
+                    prefix + "metadata.name",
                     f"{key} is also defined in {'; '.join(others)}; none of them is applied "
                     "until the name is unique",
                 )
@@ -199,7 +203,7 @@ def load(paths: Sequence[str], *, node_name: str) -> Loaded:
 
 def _read_file(
     name: str, result: Loaded, node_name: str
-) -> Iterator[tuple[Key, Document | None, int]]:
+) -> Iterator[tuple[Key, Document | None, int, str]]:
     """(key, document or None if rejected, index) for each resource the file names."""
     try:
         with open(name, encoding="utf-8") as handle:
@@ -249,7 +253,7 @@ def _yaml_error(err: yaml.YAMLError) -> str:
 
 def _document(
     name: str, index: int, raw: Any, result: Loaded, node_name: str, prefix: str = ""
-) -> Iterator[tuple[Key, Document | None, int]]:
+) -> Iterator[tuple[Key, Document | None, int, str]]:
     def problem(path: str, message: str) -> None:
         result.problems.append(Problem(name, index, prefix + path, message))
 
@@ -310,7 +314,7 @@ def _document(
             )
             key = _keep(kind, obj, name, result)
             if key is not None:
-                yield key, None, index
+                yield key, None, index, prefix
             return
     problems = crds.validate(obj)
     if problems:
@@ -318,12 +322,12 @@ def _document(
             problem(p.path, p.message)
         key = _keep(kind, obj, name, result)
         if key is not None:
-            yield key, None, index
+            yield key, None, index, prefix
         return
     obj = crds.apply_defaults(obj)
     meta = obj["metadata"]
     key = Key(kind, meta["namespace"], meta["name"])
-    yield key, Document(key, obj, name, index), index
+    yield key, Document(key, obj, name, index), index, prefix
 
 
 def _keep(kind: str, obj: Mapping[str, Any], file: str, result: Loaded) -> Key | None:

@@ -612,14 +612,6 @@ def test_the_default_namespace_given_or_omitted_is_the_same_name(tmp_path: Path)
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "controller/manifest/loader.py:178,186: places are (file, document) only, so two "
-        "items of one List (same document) find no 'other' place: the message says "
-        "'is also defined in ;' and the field (191) lacks the items[i]. prefix"
-    ),
-)
 def test_a_name_used_twice_in_one_list_names_the_other_item(tmp_path: Path) -> None:
     items = {"apiVersion": "v1", "kind": "List", "items": [pod("web"), pod("web", attempt=1)]}
     path = write(tmp_path, "list.yaml", items)
