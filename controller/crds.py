@@ -583,7 +583,7 @@ def _check_metadata(meta: Any) -> Iterator[SchemaProblem]:
         not isinstance(namespace, str)
         or len(namespace) > 63
         or "." in namespace
-        or not _DNS1123_SUBDOMAIN.match(namespace)
+        or not _DNS1123_SUBDOMAIN.fullmatch(namespace)
     ):
         yield SchemaProblem(
             "metadata.namespace",
@@ -622,6 +622,11 @@ def _to_json_schema(schema: Mapping[str, Any]) -> JSONObject:
             if "enum" in out:
                 out["enum"] = [*out["enum"], None]
         out.pop("nullable", None)
+        pattern = out.get("pattern")
+        if isinstance(pattern, str) and pattern.endswith("$") and not pattern.endswith("\\$"):
+            # The API server's regexps are Go's, where $ is the end of the text; Python's $
+            # also matches before a final newline, which would let "name\n" through.
+            out["pattern"] = pattern[:-1] + r"\Z"
         return out
 
     converted: JSONObject = convert(schema)
@@ -634,7 +639,7 @@ _FORMATS = jsonschema.FormatChecker(formats=())
 def _is_date_time(value: object) -> bool:
     if not isinstance(value, str):
         return True
-    if not _RFC3339.match(value):
+    if not _RFC3339.fullmatch(value):
         return False
     datetime.datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
     return True
@@ -686,9 +691,10 @@ def _problem_from_error(error: Any) -> SchemaProblem:
             "FieldValueTypeInvalid",
         )
     if keyword == "pattern":
+        shown = expected[:-2] + "$" if str(expected).endswith(r"\Z") else expected
         return SchemaProblem(
             path,
-            f"Invalid value: {json.dumps(instance)}: {path} in body should match '{expected}'",
+            f"Invalid value: {json.dumps(instance)}: {path} in body should match '{shown}'",
         )
     if keyword == "maxLength":
         return SchemaProblem(

@@ -146,7 +146,7 @@ def parse_container_spec(spec: Mapping[str, Any], *, path: str = "spec") -> Cont
         if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
             raise SpecError(f"{path}.env[{i}].name", "is required")
         name = item["name"]
-        if not re.match(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", name):
+        if not re.fullmatch(r"[-._a-zA-Z][-._a-zA-Z0-9]*", name):
             raise SpecError(f"{path}.env[{i}].name", f"{name!r} is not a valid variable name")
         if name in seen:
             raise SpecError(f"{path}.env[{i}].name", f"{name!r} is set twice")
@@ -159,7 +159,7 @@ def parse_container_spec(spec: Mapping[str, Any], *, path: str = "spec") -> Cont
     if working_dir and not working_dir.startswith("/"):
         raise SpecError(f"{path}.workingDir", f"{working_dir!r} must be an absolute path")
     image_id = _str(spec, "imageID", path)
-    if image_id and not re.match(r"^(sha256:)?[a-f0-9]{64}$", image_id):
+    if image_id and not re.fullmatch(r"(sha256:)?[a-f0-9]{64}", image_id):
         raise SpecError(f"{path}.imageID", f"{image_id!r} is not a sha256 image ID")
     return ContainerSpec(
         pod_name=_str(spec, "podName", path),
@@ -195,7 +195,7 @@ def parse_pod_spec(spec: Mapping[str, Any], *, path: str = "spec") -> PodSpec:
         if not isinstance(item, Mapping):
             raise SpecError(cpath, "must be an object")
         name = item.get("name")
-        if not isinstance(name, str) or not _DNS_LABEL.match(name) or len(name) > 63:
+        if not isinstance(name, str) or not _DNS_LABEL.fullmatch(name) or len(name) > 63:
             raise SpecError(f"{cpath}.name", f"{name!r} must be a DNS label (a-z, 0-9, '-')")
         if name in names:
             raise SpecError(f"{cpath}.name", f"{name!r} is used twice")

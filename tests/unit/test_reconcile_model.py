@@ -197,21 +197,11 @@ TRAILING_NEWLINE = [
     pytest.param(
         {"image": "b", "env": [{"name": "FOO\n"}]},
         "spec.env[0].name",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="controller/reconcile/model.py:149 re.match with '$' accepts an env "
-            "name with a trailing newline",
-        ),
         id="env-name",
     ),
     pytest.param(
         {"image": "b", "imageID": IMAGE_ID + "\n"},
         "spec.imageID",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="controller/reconcile/model.py:162 re.match with '$' accepts an imageID "
-            "with a trailing newline (kept in image_id)",
-        ),
         id="image-id",
     ),
 ]
@@ -386,11 +376,6 @@ POD_ERRORS = [
     pytest.param(
         {"nodeName": "n", "containers": [tmpl("app\n")]},
         "spec.containers[0].name",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="controller/reconcile/model.py:42,198 _DNS_LABEL.match with '$' accepts "
-            "a template name with a trailing newline",
-        ),
         id="template-name-trailing-newline",
     ),
 ]
