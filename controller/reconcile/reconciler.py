@@ -162,6 +162,8 @@ class Reconciler:
                     pod, "Normal", "SandboxReplaced", f"attempt {spec.attempt}: old sandbox removed"
                 )
         infra = self.view.get(pod_id)
+        if infra is not None:
+            self._finish_layer_name(infra)
         if infra is None:
             image = spec.infra_image or self.infra_image
             try:
@@ -401,6 +403,8 @@ class Reconciler:
                 self.runtime.delete_container(old.id)
                 self.view.forget([old.id])
         existing = self.view.get(cid)
+        if existing is not None:
+            self._finish_layer_name(existing)
         wanted_hash = spec.process_hash()
         if existing is not None and not _same_image(existing, spec):
             self.runtime.delete_container(cid)
@@ -609,6 +613,13 @@ class Reconciler:
         return removed
 
     # -- helpers --------------------------------------------------------------
+
+    def _finish_layer_name(self, container: ManagedContainer) -> None:
+        """A create killed between making the container and naming its layer is finished."""
+        if self.view.layer_unnamed(container.id):
+            self.runtime.name_layer(container.id)
+            self.view.set_layer_named(container.id)
+            log.info("named the layer of %s, which a killed create had left unnamed", container.id)
 
     def _sandbox_made(self, pod: Mapping[str, Any], pod_ref: ObjectRef) -> str | None:
         """The pod's sandbox ID when its infra container is in the store now."""

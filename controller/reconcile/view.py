@@ -2,8 +2,9 @@
 
 Reading the store costs a process per question; a node with a thousand
 containers would spend seconds asking about each one. :class:`NodeView`
-answers from one listing of the store (``containers --json``) and one
-``mounted`` question for all of podstore's containers, taken again when it
+answers from one listing of the store (``containers --json``), one
+``mounted`` question for all of podstore's containers and one listing of the
+layers (to see a layer a killed create left unnamed), taken again when it
 is older than ``max_age`` or when asked. podstore's own changes are applied
 to the view as they are made, so the view stays true between listings;
 changes made by others show at the next listing (the resync takes one every
@@ -36,17 +37,25 @@ class NodeView:
         self._taken: float | None = None
         self._containers: dict[str, ManagedContainer] = {}
         self._mounted: set[str] = set()
+        # Containers whose layer lacks its name (a create killed part-way).
+        self._unnamed: set[str] = set()
         self.listings = 0
 
     def refresh(self) -> None:
-        """List the store again (two processes), whatever the view's age."""
+        """List the store again (three processes), whatever the view's age."""
         with self._refresh_lock:
             started = self.clock()
             listing = self.runtime.list_containers()
             mounted = self.runtime.mounted([c.id for c in listing])
+            layers = self.runtime.layer_names() if listing else {}
             with self._lock:
                 self._containers = {c.id: c for c in listing}
                 self._mounted = mounted
+                self._unnamed = {
+                    c.id
+                    for c in listing
+                    if c.layer and f"{c.metadata.name}-layer" not in layers.get(c.layer, ())
+                }
                 self._taken = started
                 self.listings += 1
 
@@ -75,6 +84,15 @@ class NodeView:
         self._fresh()
         with self._lock:
             return container_id in self._mounted
+
+    def layer_unnamed(self, container_id: str) -> bool:
+        self._fresh()
+        with self._lock:
+            return container_id in self._unnamed
+
+    def set_layer_named(self, container_id: str) -> None:
+        with self._lock:
+            self._unnamed.discard(container_id)
 
     def containers(self) -> list[ManagedContainer]:
         self._fresh()

@@ -552,6 +552,18 @@ class RuntimeService:
             )
         return out
 
+    def layer_names(self) -> dict[str, tuple[str, ...]]:
+        """Every layer's names (one process): to see which containers' layers are named."""
+        return self.store.layer_names_all()
+
+    def name_layer(self, id_or_name: str) -> None:
+        """Give the container's layer its name ``<container name>-layer`` (a create that was
+        killed between making the container and naming its layer left it without)."""
+        record, meta = self._inspect(id_or_name)
+        layer_name = f"{meta.name}-layer"
+        if layer_name not in self.store.layer_names(record.layer):
+            self.store.add_names(record.layer, [layer_name])
+
     def mounted(self, ids: Sequence[str]) -> set[str]:
         """Which of these containers are mounted now (one process)."""
         return self.store.mounted(list(ids))

@@ -299,6 +299,15 @@ class Store:
         data = _parse_json(done.stdout or "[]", "image")
         return StorageImage.from_json(data[0]) if data else None
 
+    def layer_names_all(self) -> dict[str, tuple[str, ...]]:
+        """Every layer's names, from one ``layers --json``."""
+        data = _parse_json(self.runner.run("layers", "--json").stdout or "[]", "layers")
+        return {
+            str(item["id"]): tuple(item.get("names") or ())
+            for item in data or ()
+            if isinstance(item, dict) and "id" in item
+        }
+
     def layer_sizes(self, *, compressed: bool = False) -> dict[str, tuple[str, int]]:
         """Every layer: ID -> (parent ID, size), from one ``layers --json``.
 
