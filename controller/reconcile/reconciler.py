@@ -150,7 +150,7 @@ class Reconciler:
         try:
             spec = model.parse_pod_spec(pod.get("spec") or {})
         except SpecError as err:
-            return self._pod_failed(pod, current, generation, err.reason, str(err))
+            return self._pod_outcome(current, generation, "Failed", err.reason, str(err))
         if spec.node_name != self.node_name:
             return None
         pod_id = model.pod_id_for(ref.uid, spec.attempt)
@@ -162,8 +162,6 @@ class Reconciler:
                     pod, "Normal", "SandboxReplaced", f"attempt {spec.attempt}: old sandbox removed"
                 )
         infra = self.view.get(pod_id)
-        if infra is not None:
-            self._finish_layer_name(infra)
         if infra is None:
             image = spec.infra_image or self.infra_image
             try:
@@ -182,22 +180,25 @@ class Reconciler:
                     labels=self._labels(ref),
                 )
             except _Waiting as wait:
-                return self._pod_pending(
-                    pod, current, generation, wait.reason, wait.message, wait.delay
+                return self._pod_outcome(
+                    current, generation, "Pending", wait.reason, wait.message, retry=wait.delay
                 )
             except (InvalidName, InvalidRuntimeConfig) as err:
                 self.events.emit(pod, "Warning", err.reason, str(err))
-                return self._pod_failed(pod, current, generation, err.reason, str(err))
+                return self._pod_outcome(current, generation, "Failed", err.reason, str(err))
             except NameConflict as err:
-                return self._pod_failed(pod, current, generation, "NameConflict", str(err))
+                return self._pod_outcome(current, generation, "Failed", "NameConflict", str(err))
             except StorageError as err:
                 self.view.invalidate()
-                return self._pod_pending(pod, current, generation, "StorageError", str(err), 10.0)
+                return self._pod_outcome(
+                    current, generation, "Pending", "StorageError", str(err), retry=10.0
+                )
             self._adopted(info)
             self.events.emit(pod, "Normal", "SandboxCreated", f"infra container {info.id[:12]}")
             work_dir, run_dir = info.dir, info.run_dir
         else:
-            work_dir, run_dir = self._dirs(infra.id, current, "workDir", "runDir")
+            self._finish_layer_name(infra)
+            work_dir, run_dir = self._dirs(infra.id, current)
         return self._pod_ready(pod, current, generation, pod_id, work_dir, run_dir, members)
 
     def _pod_ready(
@@ -256,48 +257,35 @@ class Reconciler:
             return {}
         return patch
 
-    def _pod_pending(
+    def _pod_outcome(
         self,
-        pod: Mapping[str, Any],
         current: Mapping[str, Any],
         generation: int,
+        phase: str,
         reason: str,
         message: str,
-        retry: float | None,
+        *,
+        retry: float | None = None,
     ) -> Outcome:
-        return Outcome(
-            self._pod_not_ready(current, generation, "Pending", reason, message), retry_after=retry
-        )
-
-    def _pod_failed(
-        self,
-        pod: Mapping[str, Any],
-        current: Mapping[str, Any],
-        generation: int,
-        reason: str,
-        message: str,
-    ) -> Outcome:
-        return Outcome(
-            self._pod_not_ready(current, generation, "Failed", reason, message), failed=True
-        )
-
-    def _pod_not_ready(
-        self, current: Mapping[str, Any], generation: int, phase: str, reason: str, message: str
-    ) -> dict[str, Any]:
+        """A pod that is not Ready: Pending while it may still succeed, else Failed."""
         conditions = [
             Condition("SandboxReady", False, reason, message),
             Condition("Ready", False, reason, message),
         ]
-        return {
-            "phase": phase,
-            "nodeName": self.node_name,
-            "reason": reason,
-            "message": message,
-            "conditions": merge_conditions(
-                current.get("conditions"), conditions, generation=generation, now=self.clock()
-            ),
-            "observedGeneration": generation,
-        }
+        return Outcome(
+            {
+                "phase": phase,
+                "nodeName": self.node_name,
+                "reason": reason,
+                "message": message,
+                "conditions": merge_conditions(
+                    current.get("conditions"), conditions, generation=generation, now=self.clock()
+                ),
+                "observedGeneration": generation,
+            },
+            retry_after=retry,
+            failed=phase == "Failed",
+        )
 
     def delete_pod(self, pod: Mapping[str, Any]) -> None:
         """Remove every storage container of the pod: members first, then infra."""
@@ -441,7 +429,7 @@ class Reconciler:
             work_dir, run_dir = info.dir, info.run_dir
             self.events.emit(ctr, "Normal", "Created", f"storage container {cid[:12]}")
         else:
-            work_dir, run_dir = self._dirs(cid, current, "workDir", "runDir")
+            work_dir, run_dir = self._dirs(cid, current)
             template_path = os.path.join(work_dir, "config.json")
             if existing.metadata.labels.get(
                 model.LABEL_TEMPLATE
@@ -452,8 +440,10 @@ class Reconciler:
                 meta = replace(existing.metadata, labels=labels)
                 self.runtime.set_container_metadata(cid, meta)
                 self.view.put_metadata(cid, meta)
-                if self.view.is_mounted(cid):
-                    self.runtime.render_config(cid, self._mountpoint(cid, current))
+                mountpoint = rendered_root(run_dir) or str(current.get("mountPoint") or "")
+                if self.view.is_mounted(cid) and mountpoint:
+                    # Without a known mountpoint the start below mounts and renders.
+                    self.runtime.render_config(cid, mountpoint)
                 self.events.emit(
                     ctr, "Normal", "ConfigUpdated", "runtime config template rewritten"
                 )
@@ -637,17 +627,12 @@ class Reconciler:
         self.view.put(found)
         return found
 
-    def _dirs(
-        self, container_id: str, current: Mapping[str, Any], work_key: str, run_key: str
-    ) -> tuple[str, str]:
-        work, run = str(current.get(work_key) or ""), str(current.get(run_key) or "")
+    def _dirs(self, container_id: str, current: Mapping[str, Any]) -> tuple[str, str]:
+        """The work and run dirs: from the status when they are this container's."""
+        work, run = str(current.get("workDir") or ""), str(current.get("runDir") or "")
         if container_id in work and container_id in run:
             return work, run
         return self.runtime.get_work_dir(container_id), self.runtime.get_run_dir(container_id)
-
-    def _mountpoint(self, cid: str, current: Mapping[str, Any]) -> str:
-        mountpoint = str(current.get("mountPoint") or "")
-        return mountpoint or self.runtime.start_container(cid)
 
     def _write_template(
         self, cid: str, config: Any, spec: ContainerSpec, pod_ref: ObjectRef

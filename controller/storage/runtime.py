@@ -391,16 +391,25 @@ class RuntimeService:
 
     def delete_container(self, id_or_name: str) -> None:
         """Delete a container (unmounting it); one already gone is not an error."""
+        container_id = self._ours_or_none(id_or_name)
+        if container_id is not None:
+            self._delete(container_id)
+
+    def _ours_or_none(self, id_or_name: str) -> str | None:
+        """The ID of podstore's container ``id_or_name``; None when the store has none.
+
+        A container this process already knows needs no second inspection; one podstore
+        did not make raises NotOurs.
+        """
         names.id_or_name(id_or_name)
         with self._lock:
-            known = id_or_name in self._ours
-        if not known:
-            record = self.store.container(id_or_name)
-            if record is None:
-                return
-            self._owned(record)
-            id_or_name = record.id
-        self._delete(id_or_name)
+            if id_or_name in self._ours:
+                return id_or_name
+        record = self.store.container(id_or_name)
+        if record is None:
+            return None
+        self._owned(record)
+        return record.id
 
     def _delete(self, container_id: str) -> None:
         self.store.delete_container(container_id)
@@ -479,18 +488,8 @@ class RuntimeService:
 
     def stop_container(self, id_or_name: str) -> None:
         """Unmount the container's layer; one not mounted, or gone, is not an error."""
-        names.id_or_name(id_or_name)
-        with self._lock:
-            known = id_or_name in self._ours
-        if known:
-            container_id = id_or_name
-        else:
-            record = self.store.container(id_or_name)
-            if record is None:
-                return
-            self._owned(record)
-            container_id = record.id
-        if self.store.unmount(container_id, force=True):
+        container_id = self._ours_or_none(id_or_name)
+        if container_id is not None and self.store.unmount(container_id, force=True):
             # The rendered config names a mountpoint that is gone now.
             # A process that did not start it (a restarted agent) asks the store.
             with self._lock:
