@@ -1199,7 +1199,7 @@ def transient_costs(store: common.TempStore, emu: EmulatorProcess) -> str:
     try:
         tracemalloc.start()
         started = time.monotonic()
-        uids = kube.list_pod_uids() | kube.list_container_uids()
+        uids = kube.list_pod_uids(NODE) | kube.list_container_uids(NODE)
         seconds = time.monotonic() - started
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()

@@ -104,7 +104,7 @@ class Agent:
     def _apply_children(self, pod: Mapping[str, Any], members: list[Mapping[str, Any]]) -> None:
         plan = plan_children(pod, members)
         for child in plan.create:
-            kube.create_container(child)
+            kube.create_container(_on_node(child, self.settings.node_name))
         for name, spec_patch in plan.update:
             kube.patch_container_spec(pod["metadata"]["namespace"], name, spec_patch)
         for name in plan.delete:
@@ -204,7 +204,8 @@ class Agent:
     # -- orphans and gauges -----------------------------------------------------
 
     def collect_orphans(self) -> list[str]:
-        live = kube.list_pod_uids() | kube.list_container_uids()
+        node = self.settings.node_name
+        live = kube.list_pod_uids(node) | kube.list_container_uids(node)
         removed = self.reconciler.collect_orphans(live)
         counts: dict[str, int] = {"infra": 0, "mounted": 0, "unmounted": 0}
         view = self.reconciler.view
@@ -218,6 +219,13 @@ class Agent:
         for phase, count in counts.items():
             metrics.MANAGED.labels(phase).set(count)
         return removed
+
+
+def _on_node(child: Mapping[str, Any], node: str) -> dict[str, Any]:
+    """A child as the agent creates it: labelled with its node, which its watch selects on."""
+    meta = dict(child["metadata"])
+    meta["labels"] = {**(meta.get("labels") or {}), model.LABEL_NODE: node}
+    return {**child, "metadata": meta}
 
 
 def _handled(body: Mapping[str, Any]) -> bool:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from controller.handlers.access import uses
@@ -173,15 +173,116 @@ def patch_pod_status(namespace: str, name: str, status: Mapping[str, Any]) -> No
             raise
 
 
+# -- the node's share of the cluster: what this agent lists and watches ----------------------
+
+
+def pod_field_selector(node: str) -> str:
+    """The StoragePods of one node, as the API server selects them (like the kubelet's)."""
+    return f"spec.nodeName={node}"
+
+
+def container_label_selector(node: str) -> str:
+    """The StorageContainers kept by one node's agent."""
+    return f"{model.LABEL_NODE}={node}"
+
+
+# StorageContainers that no agent keeps yet: applied without the node label.
+UNASSIGNED = f"!{model.LABEL_NODE}"
+
+
+def _items_and_version(found: Any) -> tuple[list[Mapping[str, Any]], str]:
+    items = [i for i in found.get("items", []) if isinstance(i, Mapping)]
+    return items, str((found.get("metadata") or {}).get("resourceVersion") or "")
+
+
 @uses(model.GROUP, model.POD_PLURAL, "list")
-def list_pod_uids() -> set[str]:
-    items: Any = _custom().list_cluster_custom_object(model.GROUP, model.VERSION, model.POD_PLURAL)
+def list_pod_uids(node: str) -> set[str]:
+    """The UIDs of one node's StoragePods."""
+    items: Any = _custom().list_cluster_custom_object(
+        model.GROUP, model.VERSION, model.POD_PLURAL, field_selector=pod_field_selector(node)
+    )
     return {str(i["metadata"]["uid"]) for i in items.get("items", [])}
 
 
 @uses(model.GROUP, model.CONTAINER_PLURAL, "list")
-def list_container_uids() -> set[str]:
-    items: Any = _custom().list_cluster_custom_object(
-        model.GROUP, model.VERSION, model.CONTAINER_PLURAL
+def list_container_uids(node: str) -> set[str]:
+    """The UIDs of one node's StorageContainers and of the unassigned ones."""
+    uids: set[str] = set()
+    for selector in (container_label_selector(node), UNASSIGNED):
+        items: Any = _custom().list_cluster_custom_object(
+            model.GROUP, model.VERSION, model.CONTAINER_PLURAL, label_selector=selector
+        )
+        uids |= {str(i["metadata"]["uid"]) for i in items.get("items", [])}
+    return uids
+
+
+@uses(model.GROUP, model.CONTAINER_PLURAL, "list")
+def list_unassigned(
+    namespace: str | None = None, pod_name: str | None = None
+) -> tuple[list[Mapping[str, Any]], str]:
+    """StorageContainers without the node label (of one pod, when named) and the list's version."""
+    fields = f"spec.podName={pod_name}" if pod_name else ""
+    found: Any
+    if namespace is None:
+        found = _custom().list_cluster_custom_object(
+            model.GROUP, model.VERSION, model.CONTAINER_PLURAL, label_selector=UNASSIGNED
+        )
+    else:
+        found = _custom().list_namespaced_custom_object(
+            model.GROUP,
+            model.VERSION,
+            namespace,
+            model.CONTAINER_PLURAL,
+            label_selector=UNASSIGNED,
+            field_selector=fields,
+        )
+    return _items_and_version(found)
+
+
+@uses(model.GROUP, model.CONTAINER_PLURAL, "watch")
+def watch_unassigned(resource_version: str, timeout: int) -> Any:
+    """A watch on the unassigned StorageContainers: an iterator of (type, object), and its stop."""
+    w = watch.Watch()
+    stream = w.stream(
+        _custom().list_cluster_custom_object,
+        model.GROUP,
+        model.VERSION,
+        model.CONTAINER_PLURAL,
+        label_selector=UNASSIGNED,
+        resource_version=resource_version,
+        timeout_seconds=timeout,
+        allow_watch_bookmarks=True,
     )
-    return {str(i["metadata"]["uid"]) for i in items.get("items", [])}
+    return ((e.get("type"), e.get("object")) for e in stream), w.stop
+
+
+@uses(model.GROUP, model.CONTAINER_PLURAL, "patch")
+def label_container(namespace: str, name: str, resource_version: str, node: str) -> bool:
+    """Give a StorageContainer to one node's agent; False when it changed or is gone meanwhile."""
+    body = {"metadata": {"resourceVersion": resource_version, "labels": {model.LABEL_NODE: node}}}
+    try:
+        _custom().patch_namespaced_custom_object(
+            model.GROUP, model.VERSION, namespace, model.CONTAINER_PLURAL, name, body
+        )
+    except ApiException as err:
+        if err.status in (404, 409):
+            return False
+        raise
+    return True
+
+
+@uses(model.GROUP, f"{model.CONTAINER_PLURAL}/status", "patch")
+def patch_container_status_if(
+    namespace: str, name: str, resource_version: str, status: Mapping[str, Any]
+) -> bool:
+    """Write a status only onto the version read; False when another writer came first."""
+    body = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
+    try:
+        _custom().patch_namespaced_custom_object_status(
+            model.GROUP, model.VERSION, namespace, model.CONTAINER_PLURAL, name, body
+        )
+    except ApiException as err:
+        if err.status in (404, 409):
+            return False
+        raise
+    return True

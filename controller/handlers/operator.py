@@ -2,9 +2,12 @@
 
 Handlers are registered into a registry built for one node
 (:func:`build_registry`): their filters need the node's name, their timers
-the resync interval. A StoragePod is this agent's when its ``spec.nodeName``
-is this node; a StorageContainer when its pod is (or, while its pod does not
-exist, when no other node has claimed it).
+the resync interval. The API server sends each agent only its node's objects:
+StoragePods by ``fieldSelector=spec.nodeName=<node>`` (as the kubelet watches
+its pods), StorageContainers by ``labelSelector=podstore.dev/node=<node>``
+(children carry the label from birth; unlabelled ones are given to their
+pod's node by :mod:`controller.handlers.claims`). The indexes hold only those
+objects, and only the fields the handlers read.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import kopf
 from controller.config import Settings
 from controller.handlers import kube, metrics
 from controller.handlers.agent import Agent, orphan_loop
+from controller.handlers.claims import Claims
 from controller.reconcile import model
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,35 @@ def _pod_of(index: Any, namespace: str | None, name: Any) -> Mapping[str, Any] |
     return next(iter(found), None) if found else None
 
 
+# What the indexes keep of an object: what the reconciler and the child plan read.
+_META_KEPT = ("name", "namespace", "uid", "generation", "labels", "ownerReferences")
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """An object without what no handler reads (managed fields, kopf's bookkeeping)."""
+    meta = body.get("metadata") or {}
+    status = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+    return {
+        "metadata": {k: meta[k] for k in _META_KEPT if k in meta},
+        "spec": dict(body.get("spec") or {}),
+        "status": status,
+    }
+
+
+def node_mismatch(body: Mapping[str, Any], pod: Mapping[str, Any], node: str) -> dict[str, Any]:
+    """The status of a container labelled for this node whose pod is on another."""
+    other = (pod.get("spec") or {}).get("nodeName") or "no node"
+    label = model.LABEL_NODE
+    return {
+        "phase": "Pending",
+        "reason": "NodeMismatch",
+        "message": f"labelled {label}={node} but StoragePod "
+        f"{(pod.get('metadata') or {}).get('name')!r} is on {other}; set the label to "
+        f"{other} or remove it",
+        "nodeName": node,
+    }
+
+
 def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     node = settings.node_name
@@ -40,11 +73,8 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     def pod_is_mine(spec: Any, **_: Any) -> bool:
         return bool(spec.get("nodeName") == node)
 
-    def container_is_mine(spec: Any, status: Any, namespace: str | None, **kw: Any) -> bool:
-        pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
-        if pod is not None:
-            return bool((pod.get("spec") or {}).get("nodeName") == node)
-        return status.get("nodeName") in (None, "", node)
+    def container_is_mine(labels: Any, **_: Any) -> bool:
+        return bool(labels.get(model.LABEL_NODE) == node)
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
@@ -58,6 +88,11 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         settings.scanning.disabled = True
         settings.execution.max_workers = 8
         settings.watching.server_timeout = 300
+        # Only this node's objects, selected by the API server: nothing scales with the cluster.
+        settings.watching.field_selectors[PODS[0], PODS[2]] = kube.pod_field_selector(node)
+        settings.watching.label_selectors[CONTAINERS[0], CONTAINERS[2]] = (
+            kube.container_label_selector(node)
+        )
         memo["stop"] = asyncio.Event()
         memo["orphans"] = asyncio.create_task(orphan_loop(memo["agent"], memo["stop"]))
 
@@ -65,20 +100,28 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     async def stop(memo: Any, **_: Any) -> None:
         memo["stop"].set()
         memo["orphans"].cancel()
+        if "claims" in memo:
+            memo["claims"].close()
 
     @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
+    def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
         # One source of credentials for kopf and for the agent's own API calls.
         kube.configure(settings.kubeconfig)
+        if "claims" not in memo and "agent" in memo:
+            memo["claims"] = Claims(node, memo["agent"].reconciler, memo.setdefault("own", set()))
+            memo["claims"].start()
         return kopf.ConnectionInfo(**kube.connection_info())
 
-    @kopf.index(*PODS, registry=registry, id="pods")
-    def pods(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return {(namespace, name): dict(body)}
+    @kopf.index(*PODS, registry=registry, id="pods", when=pod_is_mine)
+    def pods(
+        namespace: str | None, name: str, body: kopf.Body, memo: Any, **_: Any
+    ) -> dict[Any, Any]:
+        memo.setdefault("own", set()).add((namespace, name))
+        return {(namespace, name): slim(body)}
 
-    @kopf.index(*CONTAINERS, registry=registry, id="members")
+    @kopf.index(*CONTAINERS, registry=registry, id="members", when=container_is_mine)
     def members(namespace: str | None, spec: Any, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return {(namespace, spec.get("podName")): dict(body)}
+        return {(namespace, spec.get("podName")): slim(body)}
 
     @kopf.on.resume(*PODS, registry=registry, when=pod_is_mine, id="reconcile")
     @kopf.on.create(*PODS, registry=registry, when=pod_is_mine, id="reconcile")
@@ -87,6 +130,8 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         body: kopf.Body, name: str, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
     ) -> None:
         memo["agent"].sync_pod(body, kw["members"].get((namespace, name), ()), patch)
+        if "claims" in memo and namespace:
+            memo["claims"].claim_for_pod(namespace, name)
 
     @kopf.timer(
         *PODS, registry=registry, when=pod_is_mine, id="resync", interval=every, initial_delay=every
@@ -102,6 +147,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         body: kopf.Body, name: str, namespace: str | None, memo: Any, **kw: Any
     ) -> None:
         memo["agent"].delete_pod(body, kw["members"].get((namespace, name), ()))
+        memo.setdefault("own", set()).discard((namespace, name))
 
     @kopf.on.resume(*CONTAINERS, registry=registry, when=container_is_mine, id="reconcile")
     @kopf.on.create(*CONTAINERS, registry=registry, when=container_is_mine, id="reconcile")
@@ -110,6 +156,14 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         body: kopf.Body, spec: Any, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
     ) -> None:
         pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
+        if pod is None and isinstance(spec.get("podName"), str):
+            there = kube.get_pod(namespace or "default", spec["podName"])
+            if there is not None and (there.get("spec") or {}).get("nodeName") != node:
+                wanted = node_mismatch(body, there, node)
+                changes = {k: v for k, v in wanted.items() if body.get("status", {}).get(k) != v}
+                if changes:
+                    patch.setdefault("status", {}).update(changes)
+                return
         siblings = kw["members"].get((namespace, spec.get("podName")), ())
         memo["agent"].sync_container(body, pod, siblings, patch)
 

@@ -415,7 +415,7 @@ def parse_field_selector(text: str, res: Resource) -> list[tuple[str, str, str]]
             raise bad_request(f"invalid selector: {text!r}; can't understand {part!r}")
         field, operator, value = match.groups()
         if field not in supported:
-            raise bad_request(f'field label not supported: "{field}"')
+            raise bad_request(f"field label not supported: {field}")
         terms.append((field, "!=" if operator == "!=" else "=", value))
     return terms
 

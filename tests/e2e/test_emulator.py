@@ -405,6 +405,40 @@ def test_an_unselectable_field_is_refused(kube: EmulatedCluster) -> None:
     with pytest.raises(ApiResponseError) as caught:
         kube.list("storagepods", field_selector="spec.attempt=0")
     assert caught.value.status == 400
+    assert caught.value.body["kind"] == "Status"
+    assert caught.value.body["reason"] == "BadRequest"
+    assert caught.value.body["message"] == "field label not supported: spec.attempt"
+
+
+def test_field_selectors_take_every_operator_and_the_metadata_fields(
+    kube: EmulatedCluster,
+) -> None:
+    kube.create(storage_pod("a1", node="node-a"))
+    kube.create(storage_pod("b1", node="node-b"))
+
+    def names(selector: str) -> list[str]:
+        found = kube.list("storagepods", field_selector=selector)
+        return [i["metadata"]["name"] for i in found["items"]]
+
+    assert names("spec.nodeName==node-a") == ["a1"]
+    assert names("metadata.name=b1") == ["b1"]
+    assert names("metadata.name!=b1,metadata.namespace=default") == ["a1"]
+    assert names("metadata.namespace=elsewhere") == []
+
+
+def test_a_watch_with_a_node_selector_gets_no_other_nodes_events(kube: EmulatedCluster) -> None:
+    kube.create(storage_pod("a1", node="node-a"))
+    rv = kube.list("storagepods")["metadata"]["resourceVersion"]
+    kube.create(storage_pod("b1", node="node-b"))
+    kube.create(storage_pod("a2", node="node-a"))
+    path = (
+        kube.path("storagepods")
+        + f"?watch=true&resourceVersion={rv}&fieldSelector=spec.nodeName%3Dnode-a"
+        + "&timeoutSeconds=1"
+    )
+    events = watch_events(kube, path, 10)
+    seen = [(e["type"], e["object"]["metadata"]["name"]) for e in events]
+    assert seen == [("ADDED", "a2")]
 
 
 def test_a_field_selector_on_the_pod_name_filters_containers(kube: EmulatedCluster) -> None:

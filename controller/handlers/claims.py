@@ -1,0 +1,132 @@
+"""StorageContainers applied without a node: given to the one agent whose node has their pod.
+
+Each agent's kopf watch selects the containers labelled ``podstore.dev/node=<node>``
+(children carry the label from birth). A container a user or a GitOps tool applies naming
+only ``spec.podName`` has no label: every agent sees it here, on a watch of the unassigned
+containers (``!podstore.dev/node``), and only the agent whose node has the pod acts:
+
+- the pod is on this node: label the container with the node (a label the manifest does
+  not set, added by another field manager: not drift for Argo CD or Flux); from then on it
+  is in that agent's kopf watch only, and leaves every other agent's watch;
+- the pod does not exist: write ``PodNotFound`` once, with the version read as a
+  precondition (one agent wins, the others see the conflict and the status), no finalizer
+  and no node; nothing is retried: the pod's creation is what brings it to its node
+  (:func:`claim_for_pod`), so nothing is written while nothing changes and a deletion
+  waits for nobody;
+- the pod is on another node: nothing.
+
+What an agent holds here scales with the unassigned containers, not with the cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, MutableSet
+from typing import Any
+
+from controller.handlers import kube
+from controller.reconcile import Reconciler, status_patch
+
+log = logging.getLogger(__name__)
+
+WATCH_TIMEOUT = 60
+
+
+class Claims:
+    """One agent's side of the unassigned containers."""
+
+    def __init__(self, node: str, reconciler: Reconciler, own_pods: MutableSet[Any]) -> None:
+        self.node = node
+        self.reconciler = reconciler
+        self.own_pods = own_pods  # (namespace, name) of this node's StoragePods, from kopf
+        self.stop = threading.Event()
+        self._stop_watch: Callable[[], None] | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- deciding -------------------------------------------------------------------------
+
+    def consider(self, ctr: Mapping[str, Any]) -> str:
+        """Act on one unassigned container; says what was done (for tests and logs)."""
+        meta = ctr.get("metadata") or {}
+        namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name") or "")
+        pod_name = (ctr.get("spec") or {}).get("podName")
+        rv = str(meta.get("resourceVersion") or "")
+        if meta.get("deletionTimestamp") or not isinstance(pod_name, str) or not pod_name:
+            return "skipped"
+        if (namespace, pod_name) not in self.own_pods:
+            if (ctr.get("status") or {}).get("reason") == "PodNotFound":
+                return "waiting"  # told already; its pod's creation brings it to its node
+            pod = kube.get_pod(namespace, pod_name)
+            if pod is not None:
+                if (pod.get("spec") or {}).get("nodeName") != self.node:
+                    return "other node"
+            else:
+                return "told" if self._tell_pod_not_found(ctr, namespace, name, rv) else "raced"
+        if kube.label_container(namespace, name, rv, self.node):
+            log.info("StorageContainer %s/%s is kept on node %s", namespace, name, self.node)
+            return "claimed"
+        return "raced"
+
+    def _tell_pod_not_found(
+        self, ctr: Mapping[str, Any], namespace: str, name: str, rv: str
+    ) -> bool:
+        outcome = self.reconciler.reconcile_container(ctr, None)
+        if outcome is None:
+            return False
+        status = dict(outcome.status)
+        status.pop("nodeName", None)  # no agent keeps it yet
+        changes = status_patch(ctr.get("status") or {}, status)
+        return not changes or kube.patch_container_status_if(namespace, name, rv, changes)
+
+    def claim_for_pod(self, namespace: str, pod_name: str) -> list[str]:
+        """Label the unassigned containers of one of this node's pods (when the pod appears)."""
+        items, _ = kube.list_unassigned(namespace, pod_name)
+        return [self.consider(item) for item in items]
+
+    # -- watching -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="podstore-claims", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self._stop_watch is not None:
+            self._stop_watch()
+
+    def _run(self) -> None:
+        rv = ""
+        while not self.stop.is_set():
+            try:
+                if not rv:
+                    items, rv = kube.list_unassigned()
+                    for item in items:
+                        self._consider_safely(item)
+                events, self._stop_watch = kube.watch_unassigned(rv, WATCH_TIMEOUT)
+                for type_, obj in events:
+                    if self.stop.is_set():
+                        break
+                    if not isinstance(obj, Mapping):
+                        continue
+                    if type_ == "ERROR":
+                        rv = ""  # expired: list again
+                        break
+                    rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                    if type_ in ("ADDED", "MODIFIED"):
+                        self._consider_safely(obj)
+            except Exception as err:  # the API went away: list again after a pause
+                if self.stop.is_set():
+                    break
+                log.warning("watch of unassigned StorageContainers failed (%s); again", err)
+                rv = ""
+                self.stop.wait(1.0)
+
+    def _consider_safely(self, ctr: Mapping[str, Any]) -> None:
+        try:
+            self.consider(ctr)
+        except Exception as err:
+            name = (ctr.get("metadata") or {}).get("name")
+            log.warning("unassigned StorageContainer %s: %s", name, err)
+            time.sleep(0.1)
