@@ -249,11 +249,50 @@ def serve_emulator(kubeconfig: str) -> int:
                         out["patched"] = stats.patched
                         out["samples"] = stats.samples
                 print(json.dumps(out), flush=True)
+            elif command.startswith(("seed ", "churn ")):
+                # bench/scale.py: other nodes' objects, made or changed inside this process.
+                verb, count = command.split()[0], int(command.split()[1])
+                print(json.dumps(_foreign(cluster, verb, count)), flush=True)
             else:
                 print(json.dumps({"error": f"unknown command {command!r}"}), flush=True)
     finally:
         cluster.stop()
     return 0
+
+
+def _foreign(cluster: Any, verb: str, count: int) -> dict[str, Any]:
+    """``seed K``: K objects of other nodes (1 pod : 2 containers, 100 pods a node);
+    ``churn N``: N status changes of those containers."""
+    pods = max(count // 3, 1) if count else 0
+    started = time.monotonic()
+    if verb == "seed":
+        for i in range(pods):
+            node, name = f"other-{i // 100}", f"far-{i}"
+            pod = pod_manifest(name, [])
+            pod["spec"]["nodeName"] = node
+            cluster.create(pod)
+            for c in ("app", "side"):
+                if i * 2 + (c == "side") >= count - pods:
+                    break
+                cluster.create(
+                    {
+                        "apiVersion": "podstore.dev/v1alpha1",
+                        "kind": "StorageContainer",
+                        "metadata": {
+                            "name": f"{name}-{c}",
+                            "namespace": NS,
+                            "labels": {"podstore.dev/pod": name, "podstore.dev/node": node},
+                        },
+                        "spec": {"podName": name, "image": IMAGE},
+                    }
+                )
+    else:
+        for i in range(count):
+            name = f"far-{i % max(pods, 1)}-app"
+            cluster.patch_status(
+                "storagecontainers", NS, name, {"phase": "Started", "message": f"churn {i}"}
+            )
+    return {"seconds": time.monotonic() - started}
 
 
 def _shape(method: str, path: str) -> str:

@@ -117,3 +117,92 @@ async def test_an_agent_never_takes_another_nodes_finalizer_off(kube, store, sto
 def three_started(status):
     members = status.get("containers") or []
     return len(members) == 3 and all(m["phase"] == "Started" for m in members)
+
+
+# -- node-scoped lists and watches (issue 9) ------------------------------------------------
+
+
+def foreign_requests(kube, since, foreign):
+    """Requests after ``since`` that name one of ``foreign`` objects (GET, PATCH, DELETE)."""
+    return [
+        (r.method, r.resource, r.name, r.subresource)
+        for r in kube.requests[since:]
+        if r.name in foreign
+    ]
+
+
+async def test_each_agent_lists_and_watches_only_its_nodes_share(kube, store, images):
+    agent_a = agent_settings(kube, store, images, node="node-a", resync_interval=1)
+    app = [{"name": "app", "image": images.busybox}]
+    labels = {"podstore.dev/node": "node-b"}
+    await kube.aio.create(storage_pod("b1", "node-b", containers=app))
+    far = storage_container("b1-tool", "b1", images.busybox)
+    far["metadata"]["labels"] = labels
+    await kube.aio.create(far)
+    async with running_agent(agent_a):
+        await ready_pod(kube, storage_pod("a1", "node-a", containers=app))
+        await wait_for_phase(kube, CONTAINERS, "a1-app", "Started")
+        await asyncio.sleep(2.5)  # two resync and orphan passes
+        for i in range(20):  # another node's churn
+            await kube.aio.patch_status(CONTAINERS, NAMESPACE, "b1-tool", {"message": f"c{i}"})
+        await asyncio.sleep(0.5)
+
+    reads = [r for r in kube.requests if r.verb in ("list", "watch")]
+    pods = {r.query.get("fieldSelector") for r in reads if r.resource == PODS}
+    ctrs = {r.query.get("labelSelector") for r in reads if r.resource == CONTAINERS}
+    assert pods == {"spec.nodeName=node-a"}
+    assert ctrs == {"podstore.dev/node=node-a", "!podstore.dev/node"}
+    # Only the test's own status patches name another node's objects: the agent never does.
+    assert {m for m, *_ in foreign_requests(kube, 0, {"b1", "b1-tool"})} <= {"PATCH"}
+    assert len(foreign_requests(kube, 0, {"b1", "b1-tool"})) == 20
+    for name in ("b1", "b1-tool"):
+        obj = await kube.aio.get(PODS if name == "b1" else CONTAINERS, NAMESPACE, name)
+        assert not obj["metadata"].get("finalizers"), obj
+        assert "nodeName" not in (obj.get("status") or {}), obj
+    child = await kube.aio.get(CONTAINERS, NAMESPACE, "a1-app")
+    assert child["metadata"]["labels"]["podstore.dev/node"] == "node-a"
+
+
+async def test_a_container_without_a_pod_gets_pod_not_found_once_and_no_finalizer(
+    kube, store, store_b, images
+):
+    agent_a = agent_settings(kube, store, images, node="node-a", resync_interval=1)
+    agent_b = agent_settings(kube, store_b, images, node="node-b", resync_interval=1)
+    async with running_agent(agent_a, agent_b):
+        await kube.aio.create(storage_container("lost", "nowhere", images.busybox))
+        ctr = await wait_for_status(kube, CONTAINERS, "lost", reason="PodNotFound")
+        settled = len(kube.requests)
+        await asyncio.sleep(3)  # three resync intervals of quiet
+        writes = [
+            (r.method, r.subresource, r.status)
+            for r in kube.requests
+            if r.name == "lost" and r.method in ("PATCH", "PUT")
+        ]
+        later = [r for r in kube.requests[settled:] if r.name in ("lost", "nowhere")]
+        now = await kube.aio.get(CONTAINERS, NAMESPACE, "lost")
+        await kube.aio.delete(CONTAINERS, NAMESPACE, "lost")
+        await wait_gone(kube, CONTAINERS, "lost", timeout=2)
+
+    assert ctr["status"]["phase"] == "Pending"
+    assert "nodeName" not in ctr["status"]
+    assert not ctr["metadata"].get("finalizers")
+    assert "podstore.dev/node" not in (ctr["metadata"].get("labels") or {})
+    # Both agents may try, on the version they read: one write lands, the other conflicts.
+    assert [w for w in writes if w[2] < 300] == [("PATCH", "status", 200)], writes
+    assert all(w[:2] == ("PATCH", "status") and w[2] in (200, 409) for w in writes), writes
+    assert later == [], "nothing is written or read while nothing changes"
+    assert now["metadata"]["resourceVersion"] == ctr["metadata"]["resourceVersion"]
+
+
+async def test_a_container_labelled_for_a_node_its_pod_is_not_on_says_so(kube, store, images):
+    agent_a = agent_settings(kube, store, images, node="node-a", resync_interval=30)
+    async with running_agent(agent_a):
+        await kube.aio.create(storage_pod("b1", "node-b"))
+        wrong = storage_container("wrong", "b1", images.busybox)
+        wrong["metadata"]["labels"] = {"podstore.dev/node": "node-a"}
+        await kube.aio.create(wrong)
+        ctr = await wait_for_status(kube, CONTAINERS, "wrong", reason="NodeMismatch")
+
+    assert ctr["status"]["phase"] == "Pending"
+    assert "node-b" in ctr["status"]["message"]
+    assert await in_thread(names_in, store) == []
