@@ -29,6 +29,7 @@ unit: ## only the fast tests that need no tools
 bench: install ## the benchmarks: ratios against the bare CLI and podman
 	$(PY) bench/storage_cycle.py
 	$(PY) bench/operator.py
+	$(PY) bench/scale.py
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1109,6 +1109,7 @@ class AgentProcess:
         workdir: Path,
         name: str,
         log_level: str = "INFO",
+        node: str = NODE,
     ):
         self.metrics_port = free_port()
         shim_dir = workdir / "shims"
@@ -1130,7 +1131,7 @@ class AgentProcess:
                 "--driver",
                 store.driver,
                 "--node-name",
-                NODE,
+                node,
                 "--infra-image",
                 IMAGE,
                 "--kubeconfig",

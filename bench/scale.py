@@ -161,7 +161,7 @@ def done(api: harness.Api, node: str, pods: Sequence[str]) -> bool:
     for name in pods:
         st = mine.get(name) or {}
         members = st.get("containers") or []
-        if st.get("phase") != "Ready" or len(members) != len(CONTAINERS):
+        if st.get("phase") != "Ready" or len(members) < len(CONTAINERS):
             return False
         if not all(m.get("phase") == "Started" for m in members):
             return False
@@ -246,7 +246,7 @@ def n_agents(n: int, layout: Path, workdir: Path, timeout: float) -> list[str]:
         for node in nodes:
             stores[node] = stack.enter_context(harness.image_store(layout, f"podstore-{node}-"))
             agent = harness.AgentProcess(
-                stores[node], Endpoint(emu.kubeconfig), workdir, f"n{n}-{node}"
+                stores[node], Endpoint(emu.kubeconfig), workdir, f"n{n}-{node}", node=node
             )
             agents[node] = agent
             stack.callback(agent.stop)  # before its store is removed (LIFO)

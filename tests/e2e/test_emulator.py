@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 import threading
 from typing import Any
 
@@ -424,6 +426,35 @@ def test_field_selectors_take_every_operator_and_the_metadata_fields(
     assert names("metadata.name=b1") == ["b1"]
     assert names("metadata.name!=b1,metadata.namespace=default") == ["a1"]
     assert names("metadata.namespace=elsewhere") == []
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_selects_as_against_a_real_api_server(kube: EmulatedCluster) -> None:
+    kube.create(storage_pod("a1", node="node-a"))
+    kube.create(storage_pod("b1", node="node-b"))
+    b2 = storage_pod("b2", node="node-b")
+    b2["metadata"]["labels"] = {"tier": "db"}
+    kube.create(b2)
+
+    def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = ["kubectl", "--kubeconfig", str(kube.kubeconfig), "get", "storagepods"]
+        return subprocess.run(
+            [*argv, "-o", "name", *args], capture_output=True, text=True, timeout=60, check=False
+        )
+
+    def names(*args: str) -> list[str]:
+        done = kubectl(*args)
+        assert done.returncode == 0, done.stderr
+        return [line.rsplit("/", 1)[1] for line in done.stdout.split()]
+
+    assert names("--field-selector", "spec.nodeName=node-b") == ["b1", "b2"]
+    assert names("--field-selector", "spec.nodeName!=node-b") == ["a1"]
+    assert names("-l", "tier in (db)") == ["b2"]
+    assert names("-l", "!tier") == ["a1", "b1"]
+    refused = kubectl("--field-selector", "spec.attempt=0")
+    assert refused.returncode != 0
+    assert "(BadRequest)" in refused.stderr
+    assert "field label not supported: spec.attempt" in refused.stderr
 
 
 def test_a_watch_with_a_node_selector_gets_no_other_nodes_events(kube: EmulatedCluster) -> None:
