@@ -119,8 +119,12 @@ class Runner:
         *args: str,
         timeout: float | None = None,
         check: bool = True,
+        pass_fds: Sequence[int] = (),
     ) -> Completed:
-        """Run ``tool PREFIX... verb ARGS...``; raise CommandError on failure when ``check``."""
+        """Run ``tool PREFIX... verb ARGS...``; raise CommandError on failure when ``check``.
+
+        ``pass_fds`` are descriptors the child inherits (a memory file of credentials).
+        """
         argv = (self.tool, *self.prefix, verb, *args)
         limit = self.timeout if timeout is None else timeout
         if log.isEnabledFor(logging.DEBUG):
@@ -134,6 +138,7 @@ class Runner:
                 timeout=limit,
                 check=False,
                 stdin=subprocess.DEVNULL,
+                pass_fds=tuple(pass_fds),
                 # A process group of its own: Ctrl-C at a terminal signals podstore,
                 # which stops between steps, and never kills a storage step midway.
                 process_group=0,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.storage import names
+from controller.storage.auth import inherited_fd
 from controller.storage.command import Runner
 from controller.storage.errors import (
     CommandError,
@@ -236,14 +237,18 @@ class ImageService:
         args: list[str] = ["--quiet"]
         if parsed.transport == "docker" and parsed.domain in self.insecure_registries:
             args.append("--src-tls-verify=false")
+        fds: list[int] = []
         if auth is not None and parsed.transport == "docker":
             args += ["--src-authfile", auth]
+            fd = inherited_fd(auth)
+            if fd is not None:
+                fds.append(fd)
         dest_name = parsed.store_name()
         args += [parsed.skopeo_source(), self.store.destination(dest_name)]
         log.info("pulling image %s", original)
         started = time.monotonic()
         try:
-            self.skopeo.run("copy", *args)
+            self.skopeo.run("copy", *args, pass_fds=fds)
         except CommandError as err:
             _notify(PullEvent(original, False, time.monotonic() - started, 0))
             raise ImagePullError(original, _skopeo_message(err.stderr)) from err
