@@ -103,3 +103,22 @@ class ToolMissing(StorageError):
     """A tool podstore drives is not installed."""
 
     reason = "ToolMissing"
+
+
+class StoreLocked(CommandError):
+    """A storage tool waited too long for a lock of the store that another process holds."""
+
+    reason = "StoreLocked"
+
+    def __init__(self, tool: str, verb: str, path: str, holder: str, seconds: float) -> None:
+        self.path = path
+        self.holder = holder
+        super().__init__(tool, verb, None, "")
+        self.args = (
+            f"the store is locked by another process: {holder} holds {path}; {tool} {verb} "
+            f"waited {seconds:.0f}s for it and was stopped. Wait for that process to finish "
+            "or stop it, then try again",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
