@@ -13,13 +13,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from controller.storage.errors import CommandError, CommandTimeout, StoreLocked, ToolMissing
+from controller.storage.errors import (
+    CommandError,
+    CommandTimeout,
+    NoSpace,
+    StoreLocked,
+    ToolMissing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +119,37 @@ def redact(argv: Sequence[str]) -> list[str]:
 LOCK_WAIT = 30.0
 # How often a running command is looked at (is it waiting for a lock?).
 _LOOK_EVERY = 0.5
+# Less free space than this on a store's filesystem counts as full.
+_FULL_BYTES = 1 << 20
+_NO_SPACE = re.compile(r"(/[^\s:\"]*)\S*: no space left on device", re.IGNORECASE)
+
+
+def _mount_point(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.ismount(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def full_filesystem(stderr: str, paths: Sequence[str]) -> str | None:
+    """The filesystem (its mount point) that a failure ran out of space on, if it did:
+    named by the tool's message, or one of ``paths`` with (almost) no space left."""
+    match = _NO_SPACE.search(stderr)
+    if match:
+        return _mount_point(match.group(1))
+    for path in paths:
+        try:
+            st = os.statvfs(path)
+        except OSError:
+            continue
+        if st.f_bavail * st.f_frsize < _FULL_BYTES or (st.f_files and st.f_favail == 0):
+            return _mount_point(path)
+    if "no space left on device" in stderr.lower():
+        return paths[0] if paths else "the device"
+    return None
 
 
 @dataclass(frozen=True)
@@ -186,11 +224,14 @@ class Runner:
         prefix: Sequence[str] = (),
         timeout: float = 120.0,
         lock_wait: float = LOCK_WAIT,
+        space_paths: Sequence[str] = (),
     ) -> None:
         self.tool = tool
         self.prefix = tuple(prefix)
         self.timeout = timeout
         self.lock_wait = lock_wait
+        # Where the tool writes: a failure there with no space left says so.
+        self.space_paths = tuple(space_paths)
 
     def run(
         self,
@@ -233,6 +274,9 @@ class Runner:
         done = Completed(argv, proc_returncode, stdout, stderr, seconds)
         _notify(CommandEvent(self.tool, verb, seconds, ok=proc_returncode == 0))
         if check and proc_returncode != 0:
+            full = full_filesystem(stderr or stdout, self.space_paths)
+            if full is not None:
+                raise NoSpace(self.tool, verb, proc_returncode, full)
             raise CommandError(self.tool, verb, proc_returncode, stderr or stdout)
         return done
 

@@ -122,3 +122,20 @@ class StoreLocked(CommandError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class NoSpace(CommandError):
+    """A storage tool failed because a filesystem it writes to is full."""
+
+    reason = "NoSpace"
+
+    def __init__(self, tool: str, verb: str, returncode: int | None, path: str) -> None:
+        self.path = path
+        super().__init__(tool, verb, returncode, "")
+        self.args = (
+            f"no space left on {path} ({tool} {verb} failed): free some space there; "
+            "nothing is lost and the next attempt continues",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -30,6 +30,7 @@ from controller.storage.errors import (
     ImageNotFound,
     ImagePullError,
     InvalidImageName,
+    NoSpace,
     StorageError,
 )
 from controller.storage.names import ImageReference
@@ -128,7 +129,9 @@ class ImageService:
         self.store = store
         self.insecure_registries = frozenset(names.registry_host(r) for r in insecure_registries)
         self.auth_file = os.fspath(auth_file) if auth_file is not None else None
-        self.skopeo = Runner("skopeo", timeout=pull_timeout)
+        self.skopeo = Runner(
+            "skopeo", timeout=pull_timeout, space_paths=(store.root, store.run_root)
+        )
         self._lock = threading.Lock()
         self._flights: dict[tuple[str, str | None], _Flight] = {}
         self._configs: dict[str, ImageConfig] = {}
@@ -251,7 +254,8 @@ class ImageService:
             self.skopeo.run("copy", *args, pass_fds=fds)
         except CommandError as err:
             _notify(PullEvent(original, False, time.monotonic() - started, 0))
-            raise ImagePullError(original, _skopeo_message(err.stderr)) from err
+            detail = str(err) if isinstance(err, NoSpace) else _skopeo_message(err.stderr)
+            raise ImagePullError(original, detail) from err
         self.forget(dest_name)
         image = self.store.image(dest_name)
         if image is None:

@@ -260,3 +260,17 @@ def test_a_command_waiting_for_a_lock_another_process_holds_names_it(tmp_path: P
     assert str(lock) in message
     assert caught.value.reason == "StoreLocked"
     assert subprocess.run([sys.executable, "-c", grab], check=False, timeout=30).returncode == 0
+
+
+def test_a_failure_out_of_space_names_the_full_filesystem(tmp_path: Path) -> None:
+    """Issue 12, defect 6: the tool's own message names the path; its mount point is told."""
+    from controller.storage.command import full_filesystem
+
+    said = "write /proc/self/x/y: no space left on device"
+    assert full_filesystem(said, ()) == "/proc"
+    assert full_filesystem("exited for another reason", (str(tmp_path),)) is None
+    runner = Runner("sh", space_paths=("/proc",))  # /proc has no free space at all
+    with pytest.raises(StorageError) as caught:
+        runner.run("-c", "exit 1")
+    assert str(caught.value).startswith("no space left on /proc (sh -c failed)")
+    assert caught.value.reason == "NoSpace"
