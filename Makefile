@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: help install demo test lint unit bench clean
+.PHONY: help install demo test lint unit soak bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ test: install lint ## install, lint and run the whole test suite
 
 unit: ## only the fast tests that need no tools
 	$(PY) -m pytest tests/unit
+
+soak: install ## the reliability suite at length: FUZZ_CASES manifests (1000), FUZZ_SEED
+	FUZZ_CASES=$${FUZZ_CASES:-1000} $(PY) -m pytest tests/reliability -q -s -p no:cacheprovider
 
 bench: install ## the benchmarks: ratios against the bare CLI and podman
 	$(PY) bench/storage_cycle.py

@@ -43,6 +43,12 @@ SECRET_TYPES = {
     "kubernetes.io/dockercfg": ".dockercfg",
 }
 DEFAULT_NAMESPACE = "default"
+# What one manifest may cost, checked before it is read in full: a file's size, the
+# nodes a document stands for once its YAML aliases are expanded, and how deep it
+# nests. Kubernetes objects are far below each (the API server refuses 3 MiB).
+MAX_FILE_BYTES = 3 * 1024 * 1024
+MAX_NODES = 100_000
+MAX_DEPTH = 64
 # Fields the API server sets; a manifest copied from `kubectl get -o yaml` carries
 # them, and they mean nothing here (podstore run assigns its own).
 SERVER_FIELDS = (
@@ -206,8 +212,21 @@ def _read_file(
 ) -> Iterator[tuple[Key, Document | None, int, str]]:
     """(key, document or None if rejected, index) for each resource the file names."""
     try:
-        with open(name, encoding="utf-8") as handle:
-            text = handle.read()
+        with open(name, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            result.problems.append(
+                Problem(
+                    name,
+                    None,
+                    "",
+                    f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, not read: "
+                    "split it into smaller files",
+                )
+            )
+            result.incomplete.add(name)
+            return
+        text = data.decode("utf-8")
     except FileNotFoundError:
         # Removed between listing and reading: the next look will tell.
         result.incomplete.add(name)
@@ -230,17 +249,143 @@ def _documents(name: str, text: str) -> Iterator[tuple[int, Any, str | None]]:
     """(index, document, error) for each document of a file; an error ends the file."""
     if name.endswith(".json"):
         try:
+            depth = _json_depth(text)
+            if depth > MAX_DEPTH:
+                yield 1, None, f"nested {depth} levels deep, more than {MAX_DEPTH}"
+                return
             yield 1, json.loads(text), None
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             yield 1, None, f"not valid JSON: {err}"
         return
     index = 0
+    bounded = _BoundedLoader(text)
     try:
-        for doc in yaml.safe_load_all(text):
+        while True:
+            error: str | None = None
+            try:
+                if not bounded.check_data():  # type: ignore[no-untyped-call]
+                    break
+                doc = bounded.get_data()
+            except yaml.YAMLError as err:
+                error = _yaml_error(err)
+            except RecursionError:
+                error = f"nested more than {MAX_DEPTH} levels deep"
+            except (ValueError, TypeError, OverflowError) as err:
+                # A value its tag cannot hold (a timestamp with month 13, a 5,000-digit int).
+                error = str(err)
             index += 1
+            if error is not None:
+                yield index, None, f"not valid YAML: {error}"
+                return
             yield index, doc, None
-    except yaml.YAMLError as err:
-        yield index + 1, None, f"not valid YAML: {_yaml_error(err)}"
+    finally:
+        bounded.dispose()
+
+
+def _json_depth(text: str) -> int:
+    """How deep a JSON text nests (brackets outside strings), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a document before it is constructed when it
+    nests deeper than MAX_DEPTH, stands for more than MAX_NODES nodes once its
+    aliases are expanded (an alias bomb), or repeats a key in a mapping."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested more than {MAX_DEPTH} levels deep",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        if node is not None:
+            _check_nodes(node)
+        return node
+
+
+def _check_nodes(root: yaml.Node) -> None:
+    """Refuse a document whose expanded tree passes MAX_NODES or repeats a key."""
+    sizes: dict[int, int] = {}
+    # Iterative post-order walk over the node graph: aliases share nodes, so each
+    # node's expanded size is counted once and reused.
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        ident = id(node)
+        if done:
+            open_.discard(ident)
+            total = 1 + sum(sizes[id(child)] for child in _children_of(node))
+            if total > MAX_NODES:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"stands for more than {MAX_NODES} values once its aliases are "
+                    "expanded; write it out or make it smaller",
+                    node.start_mark,
+                )
+            sizes[ident] = total
+            continue
+        if ident in sizes:
+            continue
+        if ident in open_:
+            raise yaml.composer.ComposerError(
+                None, None, "an alias refers to the node that holds it", node.start_mark
+            )
+        open_.add(ident)
+        if isinstance(node, yaml.MappingNode):
+            keys: set[str] = set()
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in keys:
+                        raise yaml.composer.ComposerError(
+                            None,
+                            None,
+                            f"duplicate key {key.value!r}",
+                            key.start_mark,
+                        )
+                    keys.add(key.value)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children_of(node) if id(child) not in sizes)
+
+
+def _children_of(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 def _yaml_error(err: yaml.YAMLError) -> str:
@@ -268,6 +413,18 @@ def _document(
         result.incomplete.add(name)  # which resource it was meant to be, nobody can tell
         return
     kind = obj.get("kind")
+    if not isinstance(kind, str):
+        if kind is None:
+            problem("kind", "Required value: StoragePod, StorageContainer or Secret")
+        else:
+            problem(
+                "kind",
+                f"Invalid value: {_json_type(kind)}: a string, StoragePod, StorageContainer "
+                "or Secret",
+            )
+        for ours in crds.KINDS:
+            _keep(ours, obj, name, result)
+        return
     if kind == "List" and not prefix:
         items = obj.get("items")
         if not isinstance(items, list):
@@ -319,7 +476,8 @@ def _document(
     problems = crds.validate(obj)
     if problems:
         for p in problems:
-            problem(p.path, p.message)
+            # A top-level key that is the empty string is still a field: name it.
+            problem(p.path or '""', p.message)
         key = _keep(kind, obj, name, result)
         if key is not None:
             yield key, None, index, prefix
@@ -404,4 +562,6 @@ def _json_type(value: Any) -> str:
         return "a boolean"
     if isinstance(value, int | float):
         return "a number"
+    if isinstance(value, dict):
+        return "an object"
     return "null"

@@ -57,6 +57,7 @@ def build(loaded: Loaded, previous: Sequence[Entry], *, now: str) -> Built:
             out.entries[key] = old
         else:
             out.removed.append(old)
+    _keep_first_child(out, loaded, before)
     explicit = {k for k, e in out.entries.items() if k.kind == model.CONTAINER_KIND}
     for pod_key in [k for k in list(out.entries) if k.kind == model.POD_KIND]:
         _children(out, out.entries[pod_key], before, explicit, now)
@@ -65,6 +66,31 @@ def build(loaded: Loaded, previous: Sequence[Entry], *, now: str) -> Built:
         if key not in out.entries and key not in removed:
             out.removed.append(old)  # owned by a pod that is gone
     return out
+
+
+def _keep_first_child(out: Built, loaded: Loaded, before: Mapping[Key, Entry]) -> None:
+    """A standalone StorageContainer named like a container its pod's template made
+    before is the newcomer: the pod's keeps its place and the newcomer is reported."""
+    for doc in loaded.documents:
+        old = before.get(doc.key)
+        if doc.key.kind != model.CONTAINER_KIND or old is None or old.owner is None:
+            continue
+        if old.deleting:
+            continue
+        pod = out.entries.get(old.owner)
+        if pod is None or doc.key not in {key_of(c) for c in desired_children(pod.obj)}:
+            continue  # the template that made it is gone: the standalone one takes over
+        out.entries.pop(doc.key, None)
+        out.problems.append(
+            Problem(
+                doc.file,
+                doc.document,
+                "metadata.name",
+                f"{doc.key} is already made by {old.owner}'s spec.containers"
+                f"{' in ' + pod.where if pod.where else ''}; that one is kept and this "
+                "document is not applied: rename one of them",
+            )
+        )
 
 
 def _entry(doc: Document, old: Entry | None, now: str) -> Entry:

@@ -168,7 +168,8 @@ def _once(session: Session, options: RunOptions, stop: StopFlag, out: TextIO) ->
             status.get("reason") or "NotReconciled",
             status.get("message") or "",
         )
-    return 1 if bad or problems else 0
+    # A state that could not be saved (a full disk) was said once; it fails the run too.
+    return 1 if bad or problems or session.state.failure else 0
 
 
 # -- watching -------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.manifest.loader import Key
+from controller.storage.errors import StorageError
 from controller.storage.runtime import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -136,12 +137,17 @@ class StateFile:
         self.directory = os.path.join(run_root, STATE_DIR)
         self.path = os.path.join(self.directory, STATE_FILE)
         self._written: str | None = None
+        # Why the last save failed (the state file kept its last version), or None.
+        self.failure: str | None = None
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the state folder for this process; fail at once if another holds it."""
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        fd = os.open(os.path.join(self.directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            fd = os.open(os.path.join(self.directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as err:
+            raise StateError(_write_failure(self.directory, err)) from err
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -153,8 +159,11 @@ class StateFile:
                     f"another `podstore run` (pid {holder}) is keeping this store "
                     f"({self.directory}); stop it first, or give another --runroot"
                 ) from err
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                # Who holds it, for the message of the next one; only a courtesy.
+                os.pwrite(fd, f"{os.getpid()}\n".ljust(16).encode(), 0)
+            except OSError as err:
+                log.debug("cannot write the pid into the lock file: %s", err.strerror)
             yield
         finally:
             os.close(fd)  # closing releases the lock
@@ -195,10 +204,29 @@ class StateFile:
         text = _canonical(data)
         if text == self._written:
             return False
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        write_json_atomic(self.path, data)
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            write_json_atomic(self.path, data)
+        except (OSError, StorageError) as err:
+            # The last state file stays as it was; the next save tries again.
+            message = _write_failure(self.directory, err)
+            if message != self.failure:
+                log.error("%s", message)
+            self.failure = message
+            return False
+        self.failure = None
         self._written = text
         return True
+
+
+def _write_failure(directory: str, err: BaseException) -> str:
+    cause = err.__cause__ if isinstance(err, StorageError) else err
+    if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+        return (
+            f"no space left on {directory} (the state of `podstore run`): free some space; "
+            "the next run continues from the last state saved"
+        )
+    return f"cannot write the state of `podstore run` in {directory}: {err}"
 
 
 def _canonical(data: Any) -> str:

@@ -103,3 +103,39 @@ class ToolMissing(StorageError):
     """A tool podstore drives is not installed."""
 
     reason = "ToolMissing"
+
+
+class StoreLocked(CommandError):
+    """A storage tool waited too long for a lock of the store that another process holds."""
+
+    reason = "StoreLocked"
+
+    def __init__(self, tool: str, verb: str, path: str, holder: str, seconds: float) -> None:
+        self.path = path
+        self.holder = holder
+        super().__init__(tool, verb, None, "")
+        self.args = (
+            f"the store is locked by another process: {holder} holds {path}; {tool} {verb} "
+            f"waited {seconds:.0f}s for it and was stopped. Wait for that process to finish "
+            "or stop it, then try again",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class NoSpace(CommandError):
+    """A storage tool failed because a filesystem it writes to is full."""
+
+    reason = "NoSpace"
+
+    def __init__(self, tool: str, verb: str, returncode: int | None, path: str) -> None:
+        self.path = path
+        super().__init__(tool, verb, returncode, "")
+        self.args = (
+            f"no space left on {path} ({tool} {verb} failed): free some space there; "
+            "nothing is lost and the next attempt continues",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])

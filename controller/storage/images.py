@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.storage import names
+from controller.storage.auth import inherited_fd
 from controller.storage.command import Runner
 from controller.storage.errors import (
     CommandError,
     ImageNotFound,
     ImagePullError,
     InvalidImageName,
+    NoSpace,
     StorageError,
 )
 from controller.storage.names import ImageReference
@@ -127,7 +129,9 @@ class ImageService:
         self.store = store
         self.insecure_registries = frozenset(names.registry_host(r) for r in insecure_registries)
         self.auth_file = os.fspath(auth_file) if auth_file is not None else None
-        self.skopeo = Runner("skopeo", timeout=pull_timeout)
+        self.skopeo = Runner(
+            "skopeo", timeout=pull_timeout, space_paths=(store.root, store.run_root)
+        )
         self._lock = threading.Lock()
         self._flights: dict[tuple[str, str | None], _Flight] = {}
         self._configs: dict[str, ImageConfig] = {}
@@ -236,17 +240,22 @@ class ImageService:
         args: list[str] = ["--quiet"]
         if parsed.transport == "docker" and parsed.domain in self.insecure_registries:
             args.append("--src-tls-verify=false")
+        fds: list[int] = []
         if auth is not None and parsed.transport == "docker":
             args += ["--src-authfile", auth]
+            fd = inherited_fd(auth)
+            if fd is not None:
+                fds.append(fd)
         dest_name = parsed.store_name()
         args += [parsed.skopeo_source(), self.store.destination(dest_name)]
         log.info("pulling image %s", original)
         started = time.monotonic()
         try:
-            self.skopeo.run("copy", *args)
+            self.skopeo.run("copy", *args, pass_fds=fds)
         except CommandError as err:
             _notify(PullEvent(original, False, time.monotonic() - started, 0))
-            raise ImagePullError(original, _skopeo_message(err.stderr)) from err
+            detail = str(err) if isinstance(err, NoSpace) else _skopeo_message(err.stderr)
+            raise ImagePullError(original, detail) from err
         self.forget(dest_name)
         image = self.store.image(dest_name)
         if image is None:

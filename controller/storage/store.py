@@ -133,7 +133,9 @@ class Store:
         prefix = ["--graph", self.root, "--run", self.run_root, "--storage-driver", driver]
         for opt in self.storage_opts:
             prefix += ["--storage-opt", opt]
-        self.runner = Runner(TOOL, prefix=prefix, timeout=timeout)
+        self.runner = Runner(
+            TOOL, prefix=prefix, timeout=timeout, space_paths=(self.root, self.run_root)
+        )
 
     def __repr__(self) -> str:
         return f"Store(root={self.root!r}, run_root={self.run_root!r}, driver={self.driver!r})"

@@ -6,9 +6,13 @@ tools.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +24,13 @@ from controller.storage.command import (
     redact,
     remove_observer,
 )
-from controller.storage.errors import CommandError, CommandTimeout, StorageError, ToolMissing
+from controller.storage.errors import (
+    CommandError,
+    CommandTimeout,
+    StorageError,
+    StoreLocked,
+    ToolMissing,
+)
 
 # -- redaction ------------------------------------------------------------------------
 
@@ -233,3 +243,34 @@ def test_an_observer_that_raises_does_not_break_the_command(events, caplog):
     assert done.returncode == 0
     assert len(events) == 1
     assert "command observer failed" in caplog.text
+
+
+def test_a_command_waiting_for_a_lock_another_process_holds_names_it(tmp_path: Path) -> None:
+    """Issue 12, defect 7: not 'timed out', but who holds which lock."""
+    lock = tmp_path / "layers.lock"
+    lock.write_text("")
+    with open(lock, "r+") as handle:
+        fcntl.lockf(handle, fcntl.LOCK_EX)
+        grab = f"import fcntl; fcntl.lockf(open({str(lock)!r}, 'r+'), fcntl.LOCK_EX)"
+        runner = Runner(sys.executable, timeout=60, lock_wait=0.5)
+        with pytest.raises(StoreLocked) as caught:
+            runner.run("-c", grab)
+    message = str(caught.value)
+    assert message.startswith(f"the store is locked by another process: pid {os.getpid()}")
+    assert str(lock) in message
+    assert caught.value.reason == "StoreLocked"
+    assert subprocess.run([sys.executable, "-c", grab], check=False, timeout=30).returncode == 0
+
+
+def test_a_failure_out_of_space_names_the_full_filesystem(tmp_path: Path) -> None:
+    """Issue 12, defect 6: the tool's own message names the path; its mount point is told."""
+    from controller.storage.command import full_filesystem
+
+    said = "write /proc/self/x/y: no space left on device"
+    assert full_filesystem(said, ()) == "/proc"
+    assert full_filesystem("exited for another reason", (str(tmp_path),)) is None
+    runner = Runner("sh", space_paths=("/proc",))  # /proc has no free space at all
+    with pytest.raises(StorageError) as caught:
+        runner.run("-c", "exit 1")
+    assert str(caught.value).startswith("no space left on /proc (sh -c failed)")
+    assert caught.value.reason == "NoSpace"

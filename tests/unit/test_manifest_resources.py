@@ -306,6 +306,31 @@ def test_a_template_clashing_with_a_standalone_container_is_reported_on_the_pod(
     assert built.entries[ctr_key("web-log")].owner == pod_key()
 
 
+def test_a_new_standalone_container_never_takes_the_place_of_a_pods_own(
+    tmp_path: Path,
+) -> None:
+    """Issue 12, defect 2: a file added later clashing with a pod's template container."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(yaml.safe_dump(pod("good", containers=[template("app")])))
+    first = build(loader.load([str(folder)], node_name=NODE), [], now=T1)
+    owned = first.entries[ctr_key("good-app")]
+    assert owned.owner == pod_key("good")
+    (folder / "b.yaml").write_text(yaml.safe_dump(container("good-app", "good", state="Stopped")))
+    second = build(loader.load([str(folder)], node_name=NODE), list(first.entries.values()), now=T2)
+    assert [(p.file, p.document, p.field) for p in second.problems] == [
+        (str(folder / "b.yaml"), 1, "metadata.name")
+    ]
+    assert "StoragePod default/good" in second.problems[0].message
+    assert second.entries[ctr_key("good-app")] is owned
+    assert second.removed == []
+    # Once the pod's template is gone, the standalone container is what is left.
+    (folder / "a.yaml").write_text(yaml.safe_dump(pod("good")))
+    third = build(loader.load([str(folder)], node_name=NODE), list(second.entries.values()), now=T2)
+    assert third.problems == []
+    assert third.entries[ctr_key("good-app")].owner is None
+
+
 def test_a_standalone_container_naming_the_pod_is_not_owned_by_it(run: Run) -> None:
     built = run.apply(pod("web", containers=[template("app")]), container("web-log"))
     assert built.problems == []
