@@ -8,8 +8,9 @@
 -- `reason`, `message`, `observedGeneration`, and the conditions Ready and the kstatus
 -- pair Reconciling and Stalled, each with its own observedGeneration.
 --   Progressing  no status yet; being deleted (phase Terminating); the agent has not
---                observed the current generation; Reconciling is True; phase Pending
---                (the agent retries: the image is pulling, the pod is not Ready yet, ...)
+--                observed the current generation (whatever the old status said);
+--                Reconciling is True; phase Pending (the agent retries: the image is
+--                pulling, the pod is not Ready yet, ...)
 --   Degraded     Stalled is True; phase Failed (the agent gives up until the spec changes)
 --   Healthy      Ready is True, for the current generation
 
@@ -64,8 +65,15 @@ local function health(obj)
   local generation = metadata.generation
 
   if metadata.deletionTimestamp ~= nil or phase == "Terminating" then
-    return "Progressing", describe(status.reason, status.message,
-      "Terminating: the podstore agent is removing the storage containers")
+    -- The agent sets only the phase here: reason and message may be an older state's.
+    return "Progressing", "Terminating: the podstore agent is removing the storage containers"
+  end
+
+  -- A status written for an older spec says nothing about the current one, Failed or not.
+  local observed = status.observedGeneration
+  if generation ~= nil and (observed == nil or observed < generation) then
+    return "Progressing", "Waiting for the podstore agent to observe generation "
+      .. tostring(generation) .. " (observed " .. tostring(observed or "none") .. ")"
   end
 
   local stalled = find_condition(status, "Stalled")
@@ -74,12 +82,6 @@ local function health(obj)
   end
   if phase == "Failed" then
     return "Degraded", describe(status.reason, status.message, kind .. " failed")
-  end
-
-  local observed = status.observedGeneration
-  if generation ~= nil and (observed == nil or observed < generation) then
-    return "Progressing", "Waiting for the podstore agent to observe generation "
-      .. tostring(generation) .. " (observed " .. tostring(observed or "none") .. ")"
   end
 
   local reconciling = find_condition(status, "Reconciling")

@@ -204,9 +204,9 @@ CASES = [
     ),
     pytest.param(
         pod(pod_not_ready("Failed", "NameConflict", "name taken"), generation=3),
-        "Degraded",
-        "NameConflict: name taken",
-        id="pod-failed-even-for-an-older-generation",
+        "Progressing",
+        "Waiting for the podstore agent to observe generation 3 (observed 1)",
+        id="pod-failed-for-an-older-generation-waits-for-the-new-one",
     ),
     pytest.param(
         pod(
@@ -262,6 +262,12 @@ CASES = [
         "Progressing",
         "Terminating: the podstore agent is removing the storage containers",
         id="ctr-being-deleted",
+    ),
+    pytest.param(
+        pod(pod_not_ready("Failed", "InvalidImageName", "bad") | {"phase": "Terminating"}),
+        "Progressing",
+        "Terminating: the podstore agent is removing the storage containers",
+        id="pod-terminating-after-failing-shows-no-old-reason",
     ),
     pytest.param(
         pod(None),
