@@ -365,3 +365,10 @@ def test_the_readme_shows_the_argocd_cm_keys_and_the_component() -> None:
     for key in KEYS:
         assert key in readme
     assert "manifests/argocd" in readme
+
+
+def test_the_agents_kustomization_does_not_touch_argocd_cm() -> None:
+    # The Component belongs to Argo CD's own installation, not to podstore's.
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+    assert not any("argocd" in entry for entry in kustomization.get("resources", []))
+    assert not kustomization.get("components")
