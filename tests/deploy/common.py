@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -83,6 +84,84 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "metrics": {"service": {"enabled": False}},
     },
+    "kubernetes-extras-monitors-common-labels": {
+        "namespaceOverride": "monitoring-agents",
+        "commonLabels": {"example.com/team": "storage", "example.com/cost-center": "42"},
+        "agent": {
+            "extraArgs": ["--orphan-grace=120", "--pull-timeout=600"],
+            "extraEnv": [{"name": "SSL_CERT_FILE", "value": "/etc/pki/podstore/ca.pem"}],
+            "extraVolumes": [
+                {
+                    "name": "registries-conf",
+                    "hostPath": {"path": "/etc/containers/registries.conf", "type": "File"},
+                },
+                {
+                    "name": "certs-d",
+                    "hostPath": {"path": "/etc/containers/certs.d", "type": "DirectoryOrCreate"},
+                },
+                {"name": "ca-bundle", "configMap": {"name": "corporate-ca"}},
+            ],
+            "extraVolumeMounts": [
+                {
+                    "name": "registries-conf",
+                    "mountPath": "/etc/containers/registries.conf",
+                    "readOnly": True,
+                },
+                {"name": "certs-d", "mountPath": "/etc/containers/certs.d", "readOnly": True},
+                {"name": "ca-bundle", "mountPath": "/etc/pki/podstore", "readOnly": True},
+            ],
+            "securityContext": {"seccompProfile": {"type": "Unconfined"}},
+            "resources": None,
+        },
+        "daemonset": {
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {
+                                        "key": "podstore.dev/store",
+                                        "operator": "NotIn",
+                                        "values": ["false"],
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                }
+            },
+            "podSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "tolerations": None,
+            "podAnnotations": None,
+        },
+        "metrics": {
+            "serviceMonitor": {
+                "enabled": True,
+                "labels": {"release": "kube-prometheus-stack"},
+                "annotations": {"example.com/owner": "storage"},
+                "interval": "30s",
+                "scrapeTimeout": "10s",
+                "honorLabels": True,
+                "relabelings": [
+                    {
+                        "action": "replace",
+                        "sourceLabels": ["__meta_kubernetes_pod_node_name"],
+                        "targetLabel": "node",
+                    }
+                ],
+                "metricRelabelings": [
+                    {"action": "drop", "sourceLabels": ["__name__"], "regex": "python_gc_.*"}
+                ],
+            },
+            "podMonitor": {
+                "enabled": True,
+                "namespace": "monitoring",
+                "labels": {"release": "kube-prometheus-stack"},
+                "interval": "1m",
+            },
+        },
+    },
     "existing-service-account-without-rbac": {
         "fullnameOverride": "store-agent",
         "serviceAccount": {"create": False, "name": "node-agents"},
@@ -105,6 +184,107 @@ def _kube_floor() -> str:
 KUBE_FLOOR = _kube_floor()
 KUBE_LATEST = ".".join(kubernetes_validate.utils.latest_version().split(".")[:2])
 KUBE_VERSIONS = sorted({KUBE_FLOOR, KUBE_LATEST}, key=lambda v: tuple(map(int, v.split("."))))
+
+
+# ServiceMonitor and PodMonitor are custom resources that kubernetes-validate has no schema
+# for. Their structure, as prometheus-operator's API reference (monitoring.coreos.com/v1)
+# documents it, for the fields the chart writes: every level closed, so that a misspelt or
+# misplaced field fails here as the CRD's structural schema would prune or refuse it.
+_STR: dict[str, Any] = {"type": "string"}
+_LABEL_MAP: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
+_DURATION: dict[str, Any] = {"type": "string", "pattern": "^(0|(([0-9]+)(y|w|d|h|m|s|ms))+)$"}
+_RELABELINGS: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "sourceLabels": {"type": "array", "items": _STR},
+            "separator": _STR,
+            "targetLabel": _STR,
+            "regex": _STR,
+            "modulus": {"type": "integer", "minimum": 0},
+            "replacement": _STR,
+            "action": {"type": "string"},
+        },
+    },
+}
+_ENDPOINT: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["port"],
+    "properties": {
+        "port": _STR,
+        "path": {"type": "string", "pattern": "^/"},
+        "scheme": {"enum": ["http", "https", "HTTP", "HTTPS"]},
+        "interval": _DURATION,
+        "scrapeTimeout": _DURATION,
+        "honorLabels": {"type": "boolean"},
+        "relabelings": _RELABELINGS,
+        "metricRelabelings": _RELABELINGS,
+    },
+}
+
+
+def _monitor_schema(kind: str, endpoints: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": kind},
+            "metadata": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "namespace"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
+                    "namespace": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+                    "labels": _LABEL_MAP,
+                    "annotations": _LABEL_MAP,
+                },
+            },
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["selector", endpoints],
+                "properties": {
+                    "jobLabel": _STR,
+                    "namespaceSelector": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "any": {"type": "boolean"},
+                            "matchNames": {"type": "array", "items": _STR, "minItems": 1},
+                        },
+                    },
+                    "selector": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "minProperties": 1,
+                        "properties": {"matchLabels": _LABEL_MAP},
+                    },
+                    endpoints: {"type": "array", "minItems": 1, "items": _ENDPOINT},
+                },
+            },
+        },
+    }
+
+
+MONITOR_SCHEMAS = {
+    "ServiceMonitor": _monitor_schema("ServiceMonitor", "endpoints"),
+    "PodMonitor": _monitor_schema("PodMonitor", "podMetricsEndpoints"),
+}
+
+
+def validate_object(obj: dict[str, Any], version: str) -> None:
+    """Validate one rendered object: Kubernetes kinds with kubernetes-validate (strict, as
+    `kubectl apply --validate=strict`), prometheus-operator kinds with MONITOR_SCHEMAS."""
+    if obj.get("apiVersion") == "monitoring.coreos.com/v1":
+        jsonschema.validate(obj, MONITOR_SCHEMAS[obj["kind"]])
+    else:
+        kubernetes_validate.validate(obj, version, strict=True)
 
 
 @cache

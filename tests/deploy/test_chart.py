@@ -7,7 +7,6 @@ import re
 from typing import Any
 
 import helm_python as helm
-import kubernetes_validate
 import pytest
 
 from .common import (
@@ -23,6 +22,7 @@ from .common import (
     kinds,
     render,
     render_objects,
+    validate_object,
 )
 
 pytestmark = pytest.mark.deploy
@@ -54,8 +54,9 @@ def test_every_rendered_object_is_valid_kubernetes(values: dict[str, Any], versi
     objects = render_objects(values)
     assert objects
     for obj in objects:
-        # strict: unknown fields are errors, as with `kubectl apply --validate=strict`.
-        kubernetes_validate.validate(obj, version, strict=True)
+        # strict: unknown fields are errors, as with `kubectl apply --validate=strict`;
+        # ServiceMonitor and PodMonitor against their prometheus-operator structure.
+        validate_object(obj, version)
 
 
 def test_the_defaults_render_the_agent_its_identity_access_and_metrics() -> None:
