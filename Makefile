@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: help install demo test lint unit soak bench clean
+.PHONY: help install demo test lint unit soak bench image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ bench: install ## the benchmarks: ratios against the bare CLI and podman
 	$(PY) bench/storage_cycle.py
 	$(PY) bench/operator.py
 	$(PY) bench/scale.py
+
+image: install ## build the agent image offline (mmdebstrap + umoci) into build/image/oci
+	bash manifests/image/build-oci.sh build/image
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

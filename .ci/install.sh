@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 APT_PACKAGES=(containers-storage skopeo runc docker-registry umoci busybox-static
-              podman python3-venv ca-certificates)
+              podman python3-venv ca-certificates mmdebstrap)
+# mmdebstrap builds the agent image's root filesystem (make image, tests/e2e/test_agent_image.py).
 # kubectl comes with these machines' image (not from the Debian archive): the deploy
 # tests use it for `kubectl kustomize` and say so when it is missing.
 missing=()

@@ -1,6 +1,8 @@
 """The podstore CustomResourceDefinitions, read from ``crds/`` and applied like the API server.
 
-``crds/`` is the single source of the schemas. This module reads them so that the
+``crds/`` (top level) is the single source of the schemas; the package ships a
+byte-identical copy in ``controller/crds/`` (checked by tests/deploy/test_crds_in_sync.py)
+so that an installed wheel or the agent image finds them. This module reads them so that the
 manifest-file mode (``podstore run -f``), the tests and the API emulator hold objects
 to exactly the rules that a real API server enforces from the same files: nulls
 pruned, defaults applied, the OpenAPI schema validated, list-map keys unique and the
@@ -36,8 +38,9 @@ KINDS: Final[Mapping[str, str]] = MappingProxyType(
     {"StoragePod": "storagepods", "StorageContainer": "storagecontainers"}
 )
 
-# The repository's top-level crds/ folder: the one source of the CRDs.
-CRD_DIR: Final = Path(__file__).resolve().parent.parent / "crds"
+# The package's copy of the repository's top-level crds/ (the one source of the CRDs),
+# shipped as package data so that a non-editable install reads the same files.
+CRD_DIR: Final = Path(__file__).resolve().parent / "crds"
 
 # Fields of ObjectMeta: the API server keeps these in a custom resource's metadata
 # and drops any other key there.
@@ -214,7 +217,7 @@ class Catalog:
 
     @classmethod
     def load(cls, directory: Path | str | None = None) -> Catalog:
-        """Read the CRDs of ``directory`` (default: the repository's ``crds/``)."""
+        """Read the CRDs of ``directory`` (default: the packaged copy of ``crds/``)."""
         return cls(ResourceDefinition.from_crd(doc) for doc in read_crd_files(directory))
 
     @classmethod
@@ -357,7 +360,7 @@ def _catalog(directory: str) -> Catalog:
 
 
 def load(directory: Path | str | None = None) -> Catalog:
-    """The catalog of ``directory`` (default: the repository's ``crds/``), read once."""
+    """The catalog of ``directory`` (default: the packaged copy of ``crds/``), read once."""
     return _catalog(str(Path(directory).resolve() if directory is not None else CRD_DIR))
 
 

@@ -1,5 +1,5 @@
-"""crds/ is the single source of the CRDs: the chart's and the manifests' copies are
-byte-identical to it."""
+"""crds/ is the single source of the CRDs: the chart's, the manifests' and the Python
+package's copies (controller/crds/, shipped in the wheel) are byte-identical to it."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 
-from .common import CHART, CRD_FILES, CRDS, KUBE_VERSIONS, MANIFESTS, load_objects
+from .common import CHART, CRD_FILES, CRDS, KUBE_VERSIONS, MANIFESTS, REPO, load_objects
 
 pytestmark = pytest.mark.deploy
 
 COPIES = [
     pytest.param(CHART / "crds", id="chart"),
     pytest.param(MANIFESTS / "crds", id="manifests"),
+    pytest.param(REPO / "controller" / "crds", id="package"),
 ]
-RESYNC = "cp crds/*.yaml charts/podstore/crds/ && cp crds/*.yaml manifests/crds/"
+RESYNC = (
+    "cp crds/*.yaml charts/podstore/crds/ && cp crds/*.yaml manifests/crds/"
+    " && cp crds/*.yaml controller/crds/"
+)
 
 
 def yaml_files(folder: Path) -> list[str]:

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Builds the podstore agent image with no registry and no base image: a Debian 12 root
+# filesystem made by mmdebstrap from the configured Debian mirror, with the packages of
+# debian-packages.txt, podstore's wheel and the pinned requirements.txt, assembled into an
+# OCI image layout by umoci. The same inputs and SOURCE_DATE_EPOCH give the same digest.
+#
+#   manifests/image/build-oci.sh [OUT]      (make image: OUT=build/image)
+#
+# Writes OUT/oci (an OCI image layout, tag podstore:<version>) and prints its digest and
+# size. Needs root (mmdebstrap's root mode, chroot), mmdebstrap, umoci and python3 with
+# venv. Environment:
+#   SOURCE_DATE_EPOCH  time stamped on every file and on the image (default: the time of
+#                      the HEAD commit, or 0 outside git)
+#   DEBIAN_MIRROR      Debian archive (default: the one in /etc/apt/sources.list.d or
+#                      http://deb.debian.org/debian); DEBIAN_SECURITY_MIRROR likewise
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "${here}/../.." && pwd)"
+out="$(mkdir -p "${1:-${repo}/build/image}" && cd "${1:-${repo}/build/image}" && pwd)"
+cd "${repo}"
+
+die() { echo "build-oci.sh: $*" >&2; exit 2; }
+[[ "$(id -u)" == 0 ]] || die "run it as root (mmdebstrap's root mode and chroot need it)"
+for tool in mmdebstrap umoci python3; do
+    command -v "${tool}" >/dev/null || die "${tool} is missing: apt-get install ${tool} (or make install)"
+done
+
+version="$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n 1)"
+if [[ -z "${SOURCE_DATE_EPOCH:-}" ]]; then
+    SOURCE_DATE_EPOCH="$(git log -1 --format=%ct HEAD 2>/dev/null || echo 0)"
+fi
+export SOURCE_DATE_EPOCH
+created="$(date -u -d "@${SOURCE_DATE_EPOCH}" +%Y-%m-%dT%H:%M:%SZ)"
+
+mirror_of() {  # the first URIs of the host's deb822 sources for a suite, or a default
+    local suite="$1" default="$2" found
+    found="$(awk -v s="${suite}" '/^URIs:/{u=$2} /^Suites:/{for(i=2;i<=NF;i++) if($i==s){print u; exit}}' \
+        /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)"
+    echo "${found:-${default}}"
+}
+mirror="${DEBIAN_MIRROR:-$(mirror_of bookworm http://deb.debian.org/debian)}"
+security="${DEBIAN_SECURITY_MIRROR:-$(mirror_of bookworm-security http://deb.debian.org/debian-security)}"
+
+packages="$(grep -v -e '^\s*#' -e '^\s*$' "${here}/debian-packages.txt" | paste -sd, -)"
+
+work="${out}/work"
+rm -rf "${work}" "${out}/oci"
+mkdir -p "${work}/wheels"
+
+# podstore's wheel, built with the pinned build backend (no build isolation), and the
+# pinned dependencies as wheels: nothing is resolved anew (--no-deps).
+python3 -m venv "${work}/build"
+pip=("${work}/build/bin/pip" --disable-pip-version-check --no-cache-dir -q)
+"${pip[@]}" install --no-deps -r "${here}/build-requirements.txt"
+"${pip[@]}" wheel --no-deps --no-build-isolation --wheel-dir "${work}/wheels" "${repo}"
+"${pip[@]}" download --no-deps --only-binary=:all: -d "${work}/wheels" -r "${here}/requirements.txt"
+
+# Everything podstore adds to the Debian root filesystem, run by mmdebstrap before it
+# writes the tarball ($1 is the root filesystem).
+cat > "${work}/customize.sh" <<HOOK
+#!/bin/sh
+set -eu
+root="\$1"
+chroot "\$root" python3 -m venv --without-pip /opt/podstore
+site="\$root/opt/podstore/lib/python3.11/site-packages"
+"${work}/build/bin/pip" --disable-pip-version-check --no-cache-dir -q install \\
+    --no-deps --no-compile --no-index --only-binary=:all: --target "\$site" \\
+    "${work}"/wheels/*.whl
+rm -rf "\$site/bin"
+printf '%s\n' '#!/opt/podstore/bin/python3' 'import sys' 'from controller.cli import main' \\
+    'sys.exit(main())' > "\$root/opt/podstore/bin/podstore"
+chmod 0755 "\$root/opt/podstore/bin/podstore"
+# checked-hash .pyc files depend on the sources' content only, not on file times.
+chroot "\$root" python3 -m compileall -q -j 1 --invalidation-mode checked-hash /opt/podstore/lib
+# What differs from one build to the next, or is never read: logs, caches, docs.
+rm -rf "\$root"/var/log/* "\$root"/var/cache/ldconfig/aux-cache "\$root"/var/cache/debconf/*-old \\
+    "\$root"/var/lib/dpkg/*-old "\$root"/usr/share/info/* "\$root"/usr/share/lintian \\
+    "\$root"/usr/share/doc-base
+HOOK
+chmod 0755 "${work}/customize.sh"
+
+# essential: Debian's Essential:yes set (dpkg, coreutils, ...), no apt in the image.
+mmdebstrap --quiet --mode=root --variant=essential --format=tar \
+    --aptopt='APT::Install-Recommends "false"' \
+    --aptopt='Acquire::Retries "5"' \
+    --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/info/*' \
+    --include="${packages}" \
+    --customize-hook="${work}/customize.sh \"\$1\"" \
+    bookworm "${work}/rootfs.tar" \
+    "deb ${mirror} bookworm main" \
+    "deb ${mirror} bookworm-updates main" \
+    "deb ${security} bookworm-security main"
+
+image="${out}/oci:${version}"
+umoci init --layout "${out}/oci"
+umoci new --image "${image}"
+umoci raw add-layer --image "${image}" --history.created "${created}" \
+    --history.created_by "manifests/image/build-oci.sh (mmdebstrap, Debian 12)" \
+    "${work}/rootfs.tar"
+umoci config --image "${image}" --created "${created}" \
+    --no-history --architecture amd64 --os linux \
+    --config.user 0:0 \
+    --config.entrypoint podstore --config.cmd --help \
+    --config.env PATH=/opt/podstore/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --config.env PYTHONDONTWRITEBYTECODE=1 \
+    --config.env PYTHONUNBUFFERED=1 \
+    --config.label org.opencontainers.image.title=podstore \
+    --config.label "org.opencontainers.image.description=Node agent keeping pods and containers in containers/storage" \
+    --config.label org.opencontainers.image.licenses=Apache-2.0 \
+    --config.label "org.opencontainers.image.version=${version}"
+umoci gc --layout "${out}/oci"
+
+rootfs_bytes="$(stat -c %s "${work}/rootfs.tar")"
+rm -rf "${work}"
+python3 - "${out}/oci" "${version}" "${rootfs_bytes}" <<'PY'
+import json, pathlib, sys
+layout, version, rootfs = pathlib.Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+index = json.loads((layout / "index.json").read_text())
+entry = next(m for m in index["manifests"]
+             if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == version)
+blobs = sum(p.stat().st_size for p in (layout / "blobs").rglob("*") if p.is_file())
+print(f"image   {layout}:{version}  (oci: layout; skopeo copy oci:{layout}:{version} ...)")
+print(f"digest  {entry['digest']}")
+print(f"size    {blobs / 1e6:.1f} MB compressed (layout), {rootfs / 1e6:.1f} MB unpacked")
+PY
