@@ -1,8 +1,10 @@
 """The agent image's recipe stays pinned and in step with the package it ships.
 
-The image itself cannot be built here (no base image, no registry): these checks keep
-the recipe honest instead — every input pinned, versions agreeing with pyproject.toml,
-the Chart and the manifests.
+The Containerfile cannot be built here (no base image, no registry); build-oci.sh
+(`make image`) builds the same image offline and tests/e2e/test_agent_image.py runs it.
+These checks keep both recipes honest: every input pinned, one Debian package list and
+one requirements list shared by both, versions agreeing with pyproject.toml, the Chart
+and the manifests.
 """
 
 from __future__ import annotations
@@ -39,6 +41,35 @@ def pins(name: str) -> dict[str, Version]:
     return pinned
 
 
+def debian_packages() -> list[str]:
+    """The name=version lines of debian-packages.txt, which both recipes install."""
+    lines = (IMAGE / "debian-packages.txt").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+
+
+def test_both_recipes_install_the_one_list_of_debian_packages() -> None:
+    assert "COPY manifests/image/debian-packages.txt /tmp/debian-packages.txt" in CONTAINERFILE
+    assert "/tmp/debian-packages.txt" in CONTAINERFILE.split("| xargs apt-get install -y")[0]
+    script = (IMAGE / "build-oci.sh").read_text()
+    assert '"${here}/debian-packages.txt"' in script
+    assert '--include="${packages}"' in script
+    for line in debian_packages():
+        assert re.fullmatch(r"[a-z0-9][a-z0-9.+-]*=[A-Za-z0-9.+~:-]+", line), line
+
+
+def test_both_recipes_install_the_one_requirements_list() -> None:
+    assert "-r /tmp/pins/requirements.txt" in CONTAINERFILE
+    assert "-r /tmp/pins/build-requirements.txt" in CONTAINERFILE
+    script = (IMAGE / "build-oci.sh").read_text()
+    assert '-r "${here}/requirements.txt"' in script
+    assert '-r "${here}/build-requirements.txt"' in script
+    # Only the pinned list enters the image: every pip install or download is --no-deps.
+    calls = re.findall(r"pip\[@\]}\" (?:install|wheel|download)[^\n]*", script)
+    assert len(calls) == 3
+    for line in calls:
+        assert "--no-deps" in line, line
+
+
 def test_every_runtime_dependency_is_pinned_to_a_version_it_accepts() -> None:
     pinned = pins("requirements.txt")
     for spec in PYPROJECT["project"]["dependencies"]:
@@ -69,6 +100,10 @@ def test_apt_reads_a_dated_snapshot_and_installs_pinned_packages() -> None:
     assert "snapshot.debian.org/archive/debian-security/${DEBIAN_SNAPSHOT}" in CONTAINERFILE
     installs = re.findall(r"apt-get install -y((?:[^;])*);", CONTAINERFILE)
     packages = [word for chunk in installs for word in chunk.replace("\\", " ").split()]
+    packages = [p for p in packages if p != "|" and not p.startswith("/")]
+    # The runtime stage installs the shared list (xargs apt-get install -y < the list).
+    assert "/tmp/debian-packages.txt" in CONTAINERFILE
+    packages += debian_packages()
     assert packages
     assert [p for p in packages if "=" not in p] == []
     names = {p.split("=")[0] for p in packages}
