@@ -264,9 +264,7 @@ def test_ps_state_filters_and_full_ids(store_root: StorePaths, filled: dict[str,
     assert [c["id"] for c in latest] == [_json(store_root, "ps", "-o", "json")[-1]["id"]]
 
     full = _columns(podstore(store_root, "ps", "--no-trunc").stdout)
-    assert {r["CONTAINER"] for r in full} == {
-        c["id"] for c in listed.values() if not c["infra"]
-    }
+    assert {r["CONTAINER"] for r in full} == {c["id"] for c in listed.values() if not c["infra"]}
     as_yaml = yaml.safe_load(podstore(store_root, "ps", "-a", "-o", "yaml").stdout)
     assert as_yaml == _json(store_root, "ps", "-a", "-o", "json")
 
