@@ -15,7 +15,7 @@ import pytest
 
 from tests.cli.common import REPO, argv, managed, pod, podstore, run_once, template, write
 from tests.cli.conftest import Refs
-from tests.support.stores import StorePaths, containers_json, cs, images_json, is_mounted
+from tests.support.stores import StorePaths, containers_json, cs, images_json
 
 pytestmark = pytest.mark.cli
 
