@@ -8,6 +8,8 @@ same reconciler from manifest files; ``ps``, ``pods``, ``images`` and
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -16,6 +18,9 @@ from controller import __version__, config, logs
 Command = Callable[[argparse.Namespace], int]
 AddArgs = Callable[[argparse.ArgumentParser, dict[str, str]], None]
 _COMMANDS: dict[str, tuple[str, AddArgs, Command]] = {}
+_PARSERS: dict[str, argparse.ArgumentParser] = {}
+#: Exit status of a command refused for want of permission on the store (sysexits' NOPERM).
+EXIT_NO_PERMISSION = 77
 
 
 def command(name: str, help_: str, add_args: AddArgs) -> Callable[[Command], Command]:
@@ -58,16 +63,32 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
         config.add_store_arguments(p, env)
         add_args(p, env)
         p.set_defaults(func=func)
+        _PARSERS[name] = p
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:
+        # Named by the subcommand ("podstore ps: error: ..."), not by podstore alone.
+        _PARSERS[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     logs.setup(args.log_level, args.log_format)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except PermissionError as err:
+        print(f"podstore {args.command}: {_permission_message(err)}", file=sys.stderr)
+        return EXIT_NO_PERMISSION
+
+
+def _permission_message(err: OSError) -> str:
+    where = f" on {err.filename}" if err.filename else ""
+    who = "root" if os.geteuid() != 0 else "the owner of the store"
+    return (
+        f"permission denied{where} ({errno.errorcode.get(err.errno or 0, 'EACCES')}): "
+        f"run podstore as {who}"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,20 @@ here writes to the store or mounts anything: a container's mountpoint is read
 from the run config rendered when it was started (``root.path`` of
 ``config.json`` in its run directory).
 
+A container's ``state`` (``ps``'s STATE column, ``--state``) is derived, as
+crictl's CREATED/RUNNING/EXITED are, from what the store shows without
+writing: ``Started`` when its layer is mounted; ``Stopped`` when it is not
+mounted and its run directory exists; ``Created`` when it has no run
+directory (containers-storage has not given it one: made outside podstore's
+runtime, or half made). podstore's runtime makes the run directory when it
+creates a container and removes the rendered run config at a stop, so a
+container created and never started shows ``Stopped`` too: telling those two
+apart needs the runtime to record a start, which it does not (yet).
+
+IDs and their prefixes: a prefix must have at least :data:`MIN_PREFIX`
+characters, as podman's and crictl's must be distinguishable; a prefix that
+several IDs share is refused naming them.
+
 The JSON keys of ``ps`` are the contract's: the snake_case forms of the
 metadata keys (``pod_name`` is the ``pod-name`` field: the pod's name in the
 store, ``k8s_<pod>_<namespace>_<uid>_<attempt>``; ``name`` is the container's
@@ -29,13 +43,38 @@ from typing import Any
 from controller.storage import ManagedContainer, RuntimeService
 from controller.storage.errors import ContainerNotKnown, StorageError
 from controller.storage.runtime import rendered_root
-from controller.storage.store import chain_size
+from controller.storage.store import StorageImage, chain_size
 
 CONFIG_FILE = "config.json"
+MIN_PREFIX = 3
+STATES = ("Created", "Started", "Stopped")
+_HEX = frozenset("0123456789abcdef")
 
 
 class NotFound(LookupError):
-    """No podstore container or pod answers to the name, or more than one does."""
+    """No podstore container or pod answers to the name, or more than one does.
+
+    ``gone``: nothing answers at all (for the removal commands, done already).
+    """
+
+    def __init__(self, message: str, *, gone: bool = False) -> None:
+        super().__init__(message)
+        self.gone = gone
+
+
+def parse_labels(values: Sequence[str]) -> list[tuple[str, str]]:
+    """``KEY=VALUE`` strings as pairs; ValueError naming a malformed one."""
+    out = []
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise ValueError(f"label {value!r} is not KEY=VALUE")
+        out.append((key, val))
+    return out
+
+
+def _short_prefix(value: str) -> bool:
+    return 0 < len(value) < MIN_PREFIX and set(value) <= _HEX
 
 
 @dataclass(frozen=True)
@@ -46,6 +85,13 @@ class ContainerView:
     mounted: bool
     mountpoint: str
     pod: str  # the StoragePod's name, from the pod's infra container ("" if none)
+    state: str = "Created"  # one of STATES
+
+    @property
+    def label(self) -> str:
+        """``NAMESPACE/NAME`` of the resource (``pod/NAMESPACE/NAME`` for an infra container)."""
+        meta = self.record.metadata
+        return ("pod " if self.record.infra else "") + f"{meta.namespace}/{meta.metadata_name}"
 
     def to_json(self) -> dict[str, Any]:
         meta = self.record.metadata
@@ -61,6 +107,7 @@ class ContainerView:
             "infra": meta.pod,
             "mounted": self.mounted,
             "mountpoint": self.mountpoint,
+            "state": self.state,
             "created_at": meta.created_at,
             "metadata_name": meta.metadata_name,
             "pod": self.pod,
@@ -109,15 +156,18 @@ class Inventory:
         if self._views is None:
             records = self.runtime.list_containers()
             mounted = self.runtime.mounted([r.id for r in records]) if records else set()
-            run_dirs = self._run_dirs([r.id for r in records if r.id in mounted])
+            run_dirs = self._run_dirs([r.id for r in records])
             pods = {r.id: r.metadata.metadata_name for r in records if r.infra}
             self._views = sorted(
                 (
                     ContainerView(
                         record=r,
                         mounted=r.id in mounted,
-                        mountpoint=rendered_root(run_dirs.get(r.id, "")),
+                        mountpoint=rendered_root(run_dirs.get(r.id, "")) if r.id in mounted else "",
                         pod=pods.get(r.metadata.pod_id, ""),
+                        state="Started"
+                        if r.id in mounted
+                        else ("Stopped" if r.id in run_dirs else "Created"),
                     )
                     for r in records
                 ),
@@ -125,13 +175,34 @@ class Inventory:
             )
         return list(self._views)
 
-    def ps(self, *, pod: str = "", namespace: str = "", all_: bool = False) -> list[ContainerView]:
-        """Member containers (infra ones too with ``all_``), filtered by pod and namespace."""
+    def forget(self) -> None:
+        """Read the store again at the next question (after a change)."""
+        self._views = None
+
+    def ps(
+        self,
+        *,
+        pod: str = "",
+        namespace: str = "",
+        all_: bool = False,
+        state: str = "",
+        labels: Sequence[tuple[str, str]] = (),
+        image: str = "",
+    ) -> list[ContainerView]:
+        """Member containers (infra ones too with ``all_``), filtered by pod, namespace,
+        state, metadata labels and image."""
         out = []
         pod_ids = self._pod_ids(pod) if pod else None
+        image_id = self.find_image(image).id if image else None
         for view in self.containers():
             meta = view.record.metadata
             if meta.pod and not all_:
+                continue
+            if state and view.state != state:
+                continue
+            if any(meta.labels.get(k) != v for k, v in labels):
+                continue
+            if image_id is not None and meta.image_id != image_id:
                 continue
             if namespace and meta.namespace != namespace:
                 continue
@@ -172,7 +243,9 @@ class Inventory:
                 ids.add(v.record.id)
         return ids
 
-    def find(self, id_or_name: str) -> ContainerView:
+    def find(
+        self, id_or_name: str, *, containers_only: bool = False, pods_only: bool = False
+    ) -> ContainerView:
         """The one podstore container that ``id_or_name`` names.
 
         Tried in turn: the full ID, a name in the store, a unique ID prefix, the
@@ -180,6 +253,15 @@ class Inventory:
         its infra container). Raises :class:`NotFound` when none or several match.
         """
         views = self.containers()
+        if pods_only:
+            views = [v for v in views if v.record.infra]
+        what = "pod" if pods_only else "container" if containers_only else "container or pod"
+        if _short_prefix(id_or_name) and not any(
+            id_or_name in (*v.record.names, v.record.metadata.metadata_name) for v in views
+        ):
+            raise NotFound(
+                f"ID prefix {id_or_name!r} is too short: give at least {MIN_PREFIX} characters"
+            )
         tests = (
             lambda v: v.record.id == id_or_name,
             lambda v: id_or_name in v.record.names,
@@ -202,10 +284,40 @@ class Inventory:
                     f"{v.record.metadata.metadata_name})"
                     for v in found
                 )
-                raise NotFound(f"{id_or_name!r} names more than one container: {choices}")
+                raise NotFound(f"{id_or_name!r} names more than one {what}: {choices}")
+        record = self.store.container(id_or_name) if not pods_only else None
+        if record is not None:
+            raise NotFound(
+                f"container {record.id[:12]} ({id_or_name!r}) was not made by podstore: "
+                "podstore leaves it alone"
+            )
         raise NotFound(
-            f"no container or pod that podstore made is called {id_or_name!r}; see `podstore ps -a`"
+            f"no {what} that podstore made is called {id_or_name!r}; see `podstore "
+            + ("pods`" if pods_only else "ps -a`"),
+            gone=True,
         )
+
+    def find_image(self, ref: str) -> StorageImage:
+        """The one image ``ref`` names: full ID, unique ID prefix or name."""
+        if _short_prefix(ref):
+            raise NotFound(f"ID prefix {ref!r} is too short: give at least {MIN_PREFIX} characters")
+        records = self.store.images()
+        exact = [i for i in records if i.id == ref]
+        if exact:
+            return exact[0]
+        if set(ref) <= _HEX:
+            found = [i for i in records if i.id.startswith(ref)]
+            if len(found) > 1:
+                choices = ", ".join(i.id[:12] for i in found)
+                raise NotFound(f"{ref!r} names more than one image: {choices}")
+            if found:
+                return found[0]
+        image = self.runtime.images.resolve(ref)
+        if image is None:
+            raise NotFound(
+                f"no image in the store is called {ref!r}; see `podstore images`", gone=True
+            )
+        return image
 
     def inspect(self, id_or_name: str) -> dict[str, Any]:
         """Everything about one container: metadata, directories, mount state, configs."""
@@ -281,8 +393,8 @@ class Inventory:
 
         containers/storage puts every run directory at the same place relative to
         the container's ID; the first one asked for shows the pattern, which is
-        used for the others when it holds (the folder exists), and asked for again
-        when it does not.
+        used for the others. Only run directories that exist are given (a
+        container never started has none).
         """
         out: dict[str, str] = {}
         pattern: tuple[str, str] | None = None
@@ -291,12 +403,13 @@ class Inventory:
                 guess = pattern[0] + cid + pattern[1]
                 if os.path.isdir(guess):
                     out[cid] = guess
-                    continue
+                continue
             try:
                 found = self.store.container_run_dir(cid)
             except StorageError:
                 continue
-            out[cid] = found
+            if os.path.isdir(found):
+                out[cid] = found
             head, sep, tail = found.partition(cid)
             if sep and cid not in tail:
                 pattern = (head, tail)
