@@ -178,6 +178,11 @@ def _run_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         "name it (env PODSTORE_NODE_NAME; default: the host name)",
     )
     parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be created, updated, started, stopped and removed; change nothing",
+    )
+    parser.add_argument(
         "--poll-interval",
         type=float,
         default=1.0,
@@ -198,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         output=args.output,
         timeout=args.timeout,
         poll_interval=max(args.poll_interval, 0.05),
+        dry_run=args.dry_run,
     )
     settings = _settings(args)
     try:

@@ -10,12 +10,21 @@ SIGINT or SIGTERM, which end the loop between two storage steps.
 
 Output goes to stdout (a table, or JSON with ``-o json``); problems with the
 input and what the reconciler did go to stderr, as log lines.
+
+``run`` never removes silently: the state file records the ``-f`` paths of
+each run, and a resource the last run kept that these manifests no longer name
+is announced at WARNING before it goes (naming both runs' paths when they
+differ), and its removal is logged at WARNING again once done. ``--dry-run``
+reads the manifests and the last run's state, prints what would be created,
+updated, started, stopped and removed, and changes nothing: it takes no lock,
+runs no storage command and writes no state.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -55,6 +64,8 @@ class RunOptions:
     poll_interval: float = 1.0
     # Watch mode: seconds between two passes when nothing changed (to heal drift).
     resync_interval: float = RESYNC_INTERVAL
+    # Print the plan only; change nothing.
+    dry_run: bool = False
 
 
 class StopFlag:
@@ -117,6 +128,10 @@ def run(
     out = out or sys.stdout
     try:
         session = make_session(settings, stop)
+        session.state.paths = tuple(os.path.abspath(p) for p in options.paths)
+        if options.dry_run:
+            session.restore()
+            return _dry_run(session, options, out)
         with session.state.locked():
             session.restore()
             if options.once:
@@ -130,14 +145,50 @@ def run(
 # -- --once -------------------------------------------------------------------------
 
 
-def _once(session: Session, options: RunOptions, stop: StopFlag, out: TextIO) -> int:
+def _apply(session: Session, options: RunOptions) -> list[Any]:
+    """Apply the manifests; announce (WARNING) each resource that will be removed."""
+    before = set(session.removing)
     problems = session.apply(load(options.paths, node_name=session.reconciler.node_name))
+    going = [
+        e
+        for k, e in sorted(session.removing.items(), key=lambda kv: _plan_order(kv[0]))
+        if k not in before
+    ]
+    last = session.state.last_paths
+    if going and last and tuple(last) != session.state.paths:
+        log.warning(
+            "this store was last run with -f %s, now with -f %s: %d resource(s) that "
+            "only the other manifests named will be removed: %s",
+            " -f ".join(last),
+            " -f ".join(session.state.paths),
+            len(going),
+            ", ".join(str(e.key) for e in going),
+        )
+    for entry in going:
+        log.warning("%s will be removed from the store: %s", entry.key, _ids(entry))
+    return list(problems)
+
+
+def _ids(entry: Entry) -> str:
+    status = entry.status
+    ident = status.get("containerID") or status.get("podID") or ""
+    return f"ID {ident}" if ident else "no storage ID recorded"
+
+
+def _log_removed(removed: Sequence[Entry]) -> None:
+    for entry in removed:
+        log.warning("removed %s from the store (%s)", entry.key, _ids(entry))
+
+
+def _once(session: Session, options: RunOptions, stop: StopFlag, out: TextIO) -> int:
+    problems = _apply(session, options)
     for problem in problems:
         log.error("%s", problem)
     deadline = session.clock() + options.timeout
     while True:
         report = session.sync()
         session.save()
+        _log_removed(report.removed)
         if report.interrupted:
             return 128 + (stop.signum or signal.SIGINT)
         now = session.clock()
@@ -172,6 +223,60 @@ def _once(session: Session, options: RunOptions, stop: StopFlag, out: TextIO) ->
     return 1 if bad or problems or session.state.failure else 0
 
 
+# -- --dry-run -------------------------------------------------------------------------
+
+PLAN_HEADERS = ("ACTION", "KIND", "NAMESPACE", "NAME", "ID")
+
+
+def _dry_run(session: Session, options: RunOptions, out: TextIO) -> int:
+    """Print what a run would do to the resources of the last one; change nothing."""
+    previous = dict(session.entries)
+    problems = _apply(session, options)
+    for problem in problems:
+        log.error("%s", problem)
+    plan: list[tuple[str, Entry]] = []
+    for key, entry in sorted(session.entries.items(), key=lambda kv: _plan_order(kv[0])):
+        plan.append((_action(previous.get(key), entry), entry))
+    for _key, entry in sorted(session.removing.items(), key=lambda kv: _plan_order(kv[0])):
+        plan.append(("remove", entry))
+    rows = [
+        {
+            "action": action,
+            "kind": e.key.kind,
+            "namespace": e.key.namespace,
+            "name": e.key.name,
+            "id": e.status.get("containerID") or e.status.get("podID") or "",
+        }
+        for action, e in plan
+    ]
+    if options.output == "json":
+        out.write(output.to_json(rows) + "\n")
+    else:
+        table = [
+            [r["action"], r["kind"], r["namespace"], r["name"], output.short_id(r["id"])]
+            for r in rows
+        ]
+        out.write(output.table(PLAN_HEADERS, table) + "\n")
+    out.flush()
+    return 1 if problems else 0
+
+
+def _plan_order(key: Key) -> tuple[int, str, str]:
+    return (0 if key.kind == model.POD_KIND else 1, key.namespace, key.name)
+
+
+def _action(old: Entry | None, new: Entry) -> str:
+    """create, update, start, stop or keep: what a run would do to one resource."""
+    if old is None or not (old.status.get("containerID") or old.status.get("podID")):
+        return "create"
+    if new.key.kind != model.POD_KIND:
+        want = str((new.obj.get("spec") or {}).get("state") or "Started")
+        have = str(old.status.get("phase") or "")
+        if want != have and want in ("Started", "Stopped"):
+            return "start" if want == "Started" else "stop"
+    return "update" if old.spec_hash != new.spec_hash else "keep"
+
+
 # -- watching -------------------------------------------------------------------------
 
 
@@ -192,10 +297,7 @@ def _watch(session: Session, options: RunOptions, stop: StopFlag, out: TextIO) -
             if stop():
                 break
             last_files = files
-            problems = [
-                str(p)
-                for p in session.apply(load(options.paths, node_name=session.reconciler.node_name))
-            ]
+            problems = [str(p) for p in _apply(session, options)]
             for problem in problems:
                 if problem not in last_problems:
                     log.error("%s", problem)
@@ -208,6 +310,7 @@ def _watch(session: Session, options: RunOptions, stop: StopFlag, out: TextIO) -
             try:
                 report = session.sync()
                 session.save()
+                _log_removed(report.removed)
             except Exception:  # a daemon outlives one bad pass; the next one tries again
                 log.exception("a pass failed; trying again in %gs", options.resync_interval)
                 pending, last_pass = False, now

@@ -139,6 +139,9 @@ class StateFile:
         self._written: str | None = None
         # Why the last save failed (the state file kept its last version), or None.
         self.failure: str | None = None
+        # The -f paths of this run (written) and of the last one (read by load()).
+        self.paths: tuple[str, ...] = ()
+        self.last_paths: tuple[str, ...] = ()
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -183,6 +186,7 @@ class StateFile:
             if data.get("apiVersion") != FORMAT:
                 raise ValueError(f"unknown format {data.get('apiVersion')!r}")
             entries = [Entry.from_json(item) for item in data.get("resources") or ()]
+            self.last_paths = tuple(str(p) for p in data.get("paths") or ())
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             log.warning(
                 "%s is not a state file podstore can read (%s); starting without it: "
@@ -199,6 +203,7 @@ class StateFile:
         data = {
             "apiVersion": FORMAT,
             "nodeName": node_name,
+            **({"paths": list(self.paths)} if self.paths else {}),
             "resources": [e.to_json() for e in sorted(entries, key=_order)],
         }
         text = _canonical(data)

@@ -241,9 +241,11 @@ def test_run_once_prints_an_aligned_table(
 
 
 def test_ps_state_filters_and_full_ids(store_root: StorePaths, filled: dict[str, Any]) -> None:
-    listed = {c["metadata_name"]: c for c in _json(store_root, "ps", "-a", "-o", "json")}
-    mounted = {c["id"] for c in listed.values() if is_mounted(store_root, c["id"])}
-    for view in listed.values():
+    everything = _json(store_root, "ps", "-a", "-o", "json")
+    # Keyed by resource name: data/web's container and default/web's infra share "web".
+    listed = {c["metadata_name"]: c for c in everything if not c["infra"]}
+    mounted = {c["id"] for c in everything if is_mounted(store_root, c["id"])}
+    for view in everything:
         assert (view["state"] == "Started") == (view["id"] in mounted), view
     assert listed["web-app"]["state"] == "Started"
     # Not mounted: podstore made its run directory when it created it (see inventory).
@@ -264,7 +266,7 @@ def test_ps_state_filters_and_full_ids(store_root: StorePaths, filled: dict[str,
     assert [c["id"] for c in latest] == [_json(store_root, "ps", "-o", "json")[-1]["id"]]
 
     full = _columns(podstore(store_root, "ps", "--no-trunc").stdout)
-    assert {r["CONTAINER"] for r in full} == {c["id"] for c in listed.values() if not c["infra"]}
+    assert {r["CONTAINER"] for r in full} == {c["id"] for c in everything if not c["infra"]}
     as_yaml = yaml.safe_load(podstore(store_root, "ps", "-a", "-o", "yaml").stdout)
     assert as_yaml == _json(store_root, "ps", "-a", "-o", "json")
 
