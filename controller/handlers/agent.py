@@ -27,6 +27,7 @@ from controller.reconcile import (
     Outcome,
     Reconciler,
     model,
+    owned_by,
     plan_children,
     status_patch,
 )
@@ -111,9 +112,17 @@ class Agent:
             kube.delete_container(pod["metadata"]["namespace"], name)
 
     def delete_pod(self, body: Mapping[str, Any], members: Iterable[Mapping[str, Any]]) -> None:
+        """Delete the pod's own containers; standalone ones that only name it stay.
+
+        A container made from ``spec.containers`` (owner reference to this pod's UID) goes
+        with its pod. One a user or a GitOps tool applied loses its storage with the
+        sandbox, stays as an object (``Pending``/``PodNotFound``) and is made again in the
+        new sandbox when the pod comes back.
+        """
         meta = body.get("metadata") or {}
         kube.patch_pod_status(meta["namespace"], meta["name"], {"phase": "Terminating"})
-        for member in members:
+        # kopf's index is live: other workers change it while this loop runs.
+        for member in owned_members(body, members):
             kube.delete_container(meta["namespace"], member["metadata"]["name"])
         self.reconciler.delete_pod(body)
 
@@ -226,6 +235,13 @@ def _on_node(child: Mapping[str, Any], node: str) -> dict[str, Any]:
     meta = dict(child["metadata"])
     meta["labels"] = {**(meta.get("labels") or {}), model.LABEL_NODE: node}
     return {**child, "metadata": meta}
+
+
+def owned_members(
+    pod: Mapping[str, Any], members: Iterable[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """A snapshot of the members made from ``pod``'s templates (owner UID or label)."""
+    return [m for m in list(members) if owned_by(m, pod)]
 
 
 def _handled(body: Mapping[str, Any]) -> bool:

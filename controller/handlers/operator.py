@@ -84,6 +84,9 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         settings.persistence.progress_storage = kopf.StatusProgressStorage(name="kopf")
         settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(name="kopf")
         settings.posting.level = logging.WARNING
+        # `kubectl describe` then names the node whose agent acted.
+        settings.posting.reporting_component = "podstore-agent"
+        settings.posting.reporting_instance = node
         # The two CRDs are known; scanning all CRDs would need list/watch on them.
         settings.scanning.disabled = True
         settings.execution.max_workers = 8
