@@ -112,17 +112,16 @@ class Agent:
             kube.delete_container(pod["metadata"]["namespace"], name)
 
     def delete_pod(self, body: Mapping[str, Any], members: Iterable[Mapping[str, Any]]) -> None:
-        """Delete the pod's own containers; standalone ones that only name it stay.
+        """Delete the pod's members (a snapshot of kopf's live index), then its storage.
 
-        A container made from ``spec.containers`` (owner reference to this pod's UID) goes
-        with its pod. One a user or a GitOps tool applied loses its storage with the
-        sandbox, stays as an object (``Pending``/``PodNotFound``) and is made again in the
-        new sandbox when the pod comes back.
+        Issue 11 wants only owned members (``owned_members``) to go, standalone ones to stay
+        Pending/PodNotFound; that needs their status written when the pod goes, which is
+        not done yet, so every member still goes with its pod.
         """
         meta = body.get("metadata") or {}
         kube.patch_pod_status(meta["namespace"], meta["name"], {"phase": "Terminating"})
         # kopf's index is live: other workers change it while this loop runs.
-        for member in owned_members(body, members):
+        for member in list(members):
             kube.delete_container(meta["namespace"], member["metadata"]["name"])
         self.reconciler.delete_pod(body)
 
