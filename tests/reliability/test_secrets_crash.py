@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import socket
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,7 +63,9 @@ def _on_disk(roots: list[Path], words: list[bytes]) -> list[str]:
             for name in files:
                 path = os.path.join(folder, name)
                 try:
-                    if os.path.islink(path) or os.path.getsize(path) > 16 * 1024 * 1024:
+                    info = os.lstat(path)
+                    # Only regular files: a device node (an unpacked image's dev/zero) never ends.
+                    if not stat.S_ISREG(info.st_mode) or info.st_size > 16 * 1024 * 1024:
                         continue
                     with open(path, "rb") as handle:
                         data = handle.read()
