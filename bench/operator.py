@@ -1231,8 +1231,8 @@ def transient_costs(store: common.TempStore, emu: EmulatorProcess) -> str:
     import tracemalloc
 
     from controller.handlers import kube
-    from controller.reconcile import NodeView
     from controller.storage import ImageService, RuntimeService, Store
+    from controller.sync import NodeView
 
     out = []
     kube.configure(str(emu.kubeconfig))

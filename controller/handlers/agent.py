@@ -22,16 +22,9 @@ import kopf
 
 from controller.config import Settings
 from controller.handlers import kube, metrics
-from controller.reconcile import (
-    NodeView,
-    Outcome,
-    Reconciler,
-    model,
-    owned_by,
-    plan_children,
-    status_patch,
-)
+from controller.reconcile import Outcome, model, owned_by, plan_children, status_patch
 from controller.storage import ImageService, RuntimeService, Store
+from controller.sync import NodeView, Reconciler
 
 log = logging.getLogger(__name__)
 

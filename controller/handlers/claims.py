@@ -27,7 +27,8 @@ from collections.abc import Callable, Mapping, MutableSet
 from typing import Any
 
 from controller.handlers import kube
-from controller.reconcile import Reconciler, status_patch
+from controller.reconcile import status_patch
+from controller.sync import Reconciler
 
 log = logging.getLogger(__name__)
 

@@ -39,9 +39,10 @@ from controller.manifest import output
 from controller.manifest.loader import Key, load, snapshot
 from controller.manifest.session import FileSecrets, LogEvents, Session, settled_ok
 from controller.manifest.state import Entry, StateError, StateFile
-from controller.reconcile import NodeView, Reconciler, model
+from controller.reconcile import model
 from controller.storage import ImageService, RuntimeService, Store
 from controller.storage.errors import StorageError
+from controller.sync import NodeView, Reconciler
 
 log = logging.getLogger(__name__)
 

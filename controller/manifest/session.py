@@ -30,9 +30,10 @@ from typing import Any
 from controller.manifest.loader import Key, Loaded, Problem
 from controller.manifest.resources import build
 from controller.manifest.state import Entry, StateFile
-from controller.reconcile import Outcome, Reconciler, model
+from controller.reconcile import Outcome, model
 from controller.reconcile.status import rfc3339
 from controller.storage.errors import StorageError
+from controller.sync import Reconciler
 
 log = logging.getLogger(__name__)
 

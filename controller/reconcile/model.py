@@ -16,6 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.storage.errors import InvalidName
+from controller.storage.names import ImageReference, image_reference
+
 GROUP = "podstore.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -88,6 +91,8 @@ class ContainerSpec:
     working_dir: str = ""
     mount_label: str = ""
     state: str = "Started"
+    # ``image`` parsed once, the way containers/image normalizes it.
+    image_ref: ImageReference | None = None
 
     def process_hash(self) -> str:
         """Digest of what the runtime config template is built from."""
@@ -134,7 +139,11 @@ def _enum(
     return str(value)
 
 
-def parse_container_spec(spec: Mapping[str, Any], *, path: str = "spec") -> ContainerSpec:
+def parse_container_spec(
+    spec: Mapping[str, Any], *, path: str = "spec", image: bool = True
+) -> ContainerSpec:
+    """The typed spec; ``image=False`` leaves the image reference unparsed (pod templates:
+    a bad image fails its container, not the pod, as with the kubelet)."""
     if not isinstance(spec, Mapping):
         raise SpecError(path, "must be an object")
     env_items: list[tuple[str, str]] = []
@@ -161,9 +170,17 @@ def parse_container_spec(spec: Mapping[str, Any], *, path: str = "spec") -> Cont
     image_id = _str(spec, "imageID", path)
     if image_id and not re.fullmatch(r"(sha256:)?[a-f0-9]{64}", image_id):
         raise SpecError(f"{path}.imageID", f"{image_id!r} is not a sha256 image ID")
+    image_name = _str(spec, "image", path, required=True)
+    image_ref = None
+    if image:
+        try:
+            image_ref = image_reference(image_name)
+        except InvalidName as err:
+            raise SpecError(f"{path}.image", str(err), reason="InvalidImageName") from err
     return ContainerSpec(
         pod_name=_str(spec, "podName", path),
-        image=_str(spec, "image", path, required=True),
+        image=image_name,
+        image_ref=image_ref,
         image_id=image_id.removeprefix("sha256:"),
         image_pull_policy=_enum(spec, "imagePullPolicy", path, PULL_POLICIES, "IfNotPresent"),
         command=_str_list(spec, "command", path),
@@ -173,6 +190,14 @@ def parse_container_spec(spec: Mapping[str, Any], *, path: str = "spec") -> Cont
         mount_label=_str(spec, "mountLabel", path),
         state=_enum(spec, "state", path, STATES, "Started"),
     )
+
+
+def parse_image(value: str) -> ImageReference | None:
+    """An image reference as a stored container's metadata names it; None if it is not one."""
+    try:
+        return image_reference(value)
+    except InvalidName:
+        return None
 
 
 def parse_pod_spec(spec: Mapping[str, Any], *, path: str = "spec") -> PodSpec:
@@ -200,7 +225,7 @@ def parse_pod_spec(spec: Mapping[str, Any], *, path: str = "spec") -> PodSpec:
         if name in names:
             raise SpecError(f"{cpath}.name", f"{name!r} is used twice")
         names.add(name)
-        parse_container_spec(item, path=cpath)
+        parse_container_spec(item, path=cpath, image=False)
     return PodSpec(
         node_name=_str(spec, "nodeName", path, required=True),
         infra_image=_str(spec, "infraImage", path),

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.reconcile.reconciler import Reconciler
 from controller.reconcile.status import Condition, merge_conditions
+from controller.sync import Reconciler
 
 from .common import MANIFESTS, kubectl
 

@@ -27,8 +27,10 @@ from controller.reconcile.model import (
     pod_id_for,
     sandbox_name,
 )
-from controller.reconcile.reconciler import Reconciler
+from controller.reconcile.plan import storage_labels
 from controller.storage import names
+from controller.storage.names import ImageReference
+from controller.sync import Reconciler
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 IMAGE_ID = "0123456789abcdef" * 4
@@ -50,6 +52,7 @@ def test_a_container_spec_with_only_an_image_gets_the_defaults():
         working_dir="",
         mount_label="",
         state="Started",
+        image_ref=ImageReference("docker", "docker.io/library/busybox", "1"),
     )
 
 
@@ -80,6 +83,7 @@ def test_a_full_container_spec_is_parsed_field_by_field():
         working_dir="/work",
         mount_label="system_u:object_r:container_file_t:s0",
         state="Stopped",
+        image_ref=ImageReference("docker", "docker.io/library/busybox", "1"),
     )
 
 
@@ -645,9 +649,9 @@ def test_the_process_hash_is_short_hex_and_deterministic():
 
 
 def test_a_reconciler_labels_containers_with_their_object_node_and_source():
-    rec = Reconciler(object(), node_name="node-1", infra_image="pause", source="files")  # type: ignore[arg-type]
+    ctx = Reconciler(object(), node_name="node-1", infra_image="pause", source="files").context()  # type: ignore[arg-type]
 
-    assert rec._labels(POD, extra="1") == {
+    assert storage_labels(POD, ctx, extra="1") == {
         model.LABEL_KIND: "StoragePod",
         model.LABEL_NAMESPACE: "team",
         model.LABEL_NAME: "web",

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from controller.reconcile.reconciler import Reconciler, _same_conditions, member_summary
+from controller.reconcile.plan import _same_conditions, member_summary
 from controller.reconcile.status import Condition, merge_conditions, rfc3339, status_patch
+from controller.sync import Reconciler
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 T1 = T0 + 60
@@ -373,6 +374,7 @@ def test_a_pod_summary_already_up_to_date_is_an_empty_patch():
     status = {
         "phase": "Ready",
         "containers": entries,
+        "ready": "1/1",
         "conditions": merge_conditions(None, [cond], generation=1, now=T0),
     }
 
@@ -385,6 +387,7 @@ def test_a_pod_summary_patch_carries_new_entries_and_the_condition_transition():
     status = {
         "phase": "Ready",
         "containers": entries,
+        "ready": "0/1",
         "conditions": [
             stored("SandboxReady", "True"),
             *merge_conditions(None, [cond], generation=1, now=T0),
@@ -399,7 +402,8 @@ def test_a_pod_summary_patch_carries_new_entries_and_the_condition_transition():
     assert patch["conditions"][0] == stored("SandboxReady", "True")
     assert patch["conditions"][1]["status"] == "True"
     assert patch["conditions"][1]["lastTransitionTime"] == T1_TEXT
-    assert set(patch) == {"containers", "conditions"}
+    assert set(patch) == {"containers", "ready", "conditions"}
+    assert patch["ready"] == "1/1"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,297 @@
+"""The execute step: a plan's actions run through ``controller.storage``.
+
+:class:`Executor` runs the steps of one plan in order and stops at the first
+that fails; it keeps the pass's :class:`NodeView` true as it goes, and turns
+each storage error into the outcome the plan functions give for it: a pull
+that fails backs off (``ErrImagePull``), a name or config that can never work
+fails the object (``Failed`` with the error's reason), anything else is a
+passing ``StorageError`` tried again later. One place, one family of errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from controller.reconcile import model
+from controller.reconcile import plan as planning
+from controller.reconcile.actions import (
+    Action,
+    CreateContainer,
+    CreateSandbox,
+    Emit,
+    Mount,
+    NameLayer,
+    PullImage,
+    Remove,
+    RenderConfig,
+    Unmount,
+    WriteTemplate,
+)
+from controller.reconcile.facts import Backoff, Dirs
+from controller.reconcile.model import ObjectRef
+from controller.reconcile.plan import Created, Object, Outcome, Results
+from controller.storage import (
+    ContainerInfo,
+    ImageConfig,
+    ManagedContainer,
+    ProcessSpec,
+    RuntimeService,
+    build_template,
+)
+from controller.storage.auth import temporary_auth_file
+from controller.storage.errors import (
+    ImagePullError,
+    InvalidContainerID,
+    InvalidName,
+    NameConflict,
+    StorageError,
+)
+from controller.storage.ocispec import InvalidRuntimeConfig
+from controller.sync.view import NodeView
+
+log = logging.getLogger(__name__)
+
+
+class SecretSource(Protocol):
+    """Where image pull secrets come from (the API, or manifest files)."""
+
+    def docker_config(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
+
+
+class EventSink(Protocol):
+    """Where Kubernetes-style events go."""
+
+    def emit(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+
+class LogEvents:
+    """Events as log lines, when nothing else takes them."""
+
+    def emit(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        log.info("%s %s: %s", ObjectRef.of(obj), reason, message)
+
+
+class _PullWait(Exception):
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        super().__init__(outcome.reason)
+
+
+@dataclass
+class Run:
+    """What running one plan gave: the steps' results, or the outcome of the failing step."""
+
+    results: Results
+    outcome: Outcome | None = None
+
+
+class Executor:
+    """Runs plans for one node's store; keeps the pull back-off between passes."""
+
+    def __init__(
+        self,
+        runtime: RuntimeService,
+        view: NodeView,
+        *,
+        events: EventSink,
+        secrets: SecretSource | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.runtime = runtime
+        self.view = view
+        self.events = events
+        self.secrets = secrets
+        self.clock = clock
+        self._lock = threading.Lock()
+        # (object UID, image) -> the retry state of its pulls.
+        self.backoff: MutableMapping[tuple[str, str], Backoff] = {}
+
+    # -- back-off -------------------------------------------------------------------
+
+    def backoff_of(self, uid: str, image: str) -> Backoff | None:
+        with self._lock:
+            return self.backoff.get((uid, image))
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            for key in [k for k in self.backoff if k[0] == uid]:
+                del self.backoff[key]
+
+    # -- running ----------------------------------------------------------------------
+
+    def run(
+        self,
+        obj: Mapping[str, Any],
+        target: Object,
+        steps: Sequence[Action],
+        ctx: planning.Context,
+    ) -> Run:
+        """Run ``steps`` for ``obj``; the first failure ends the run with its outcome."""
+        created: Created | None = None
+        config: ImageConfig | None = None
+        mountpoint = ""
+        try:
+            for step in steps:
+                if isinstance(step, Emit):
+                    message = step.message.replace("{mountpoint}", mountpoint)
+                    self.events.emit(obj, step.type, step.reason, message)
+                elif isinstance(step, PullImage):
+                    self._pull(obj, step, ctx)
+                elif isinstance(step, CreateSandbox):
+                    info = self.runtime.create_pod_sandbox(
+                        pod_name=model.sandbox_name(step.pod, step.attempt),
+                        pod_id=step.pod_id,
+                        image_name=step.image,
+                        container_name=model.infra_name(step.pod, step.attempt),
+                        metadata_name=step.pod.name,
+                        uid=step.pod.uid,
+                        namespace=step.pod.namespace,
+                        attempt=step.attempt,
+                        labels=dict(step.labels),
+                    )
+                    created = self._adopted(info)
+                elif isinstance(step, CreateContainer):
+                    info = self.runtime.create_container(
+                        pod_name=model.sandbox_name(step.pod, step.attempt),
+                        pod_id=step.pod_id,
+                        image_name=step.spec.image,
+                        image_id=step.spec.image_id,
+                        container_name=model.container_name(step.container, step.pod, step.attempt),
+                        container_id=step.container_id,
+                        metadata_name=step.container.name,
+                        attempt=step.attempt,
+                        mount_label=step.spec.mount_label,
+                        uid=step.pod.uid,
+                        namespace=step.container.namespace,
+                        labels=dict(step.labels),
+                    )
+                    created, config = self._adopted(info), info.config
+                elif isinstance(step, WriteTemplate):
+                    self._write_template(step, config)
+                elif isinstance(step, NameLayer):
+                    self.runtime.name_layer(step.container_id)
+                    self.view.set_layer_named(step.container_id)
+                    log.info(
+                        "named the layer of %s, which a killed create had left unnamed",
+                        step.container_id,
+                    )
+                elif isinstance(step, Mount):
+                    mountpoint = self.runtime.start_container(step.container_id)
+                    self.view.set_mounted(step.container_id, True)
+                elif isinstance(step, RenderConfig):
+                    self.runtime.render_config(step.container_id, step.mountpoint or mountpoint)
+                elif isinstance(step, Unmount):
+                    self.runtime.stop_container(step.container_id)
+                    self.view.set_mounted(step.container_id, False)
+                elif isinstance(step, Remove):
+                    self.remove(step)
+        except _PullWait as wait:
+            return Run(Results(created, mountpoint), planning.waiting(target, wait.outcome, ctx))
+        except (InvalidName, InvalidRuntimeConfig, NameConflict) as err:
+            outcome = planning.failed(target, err.reason, str(err), ctx)
+            return Run(Results(created, mountpoint), outcome)
+        except StorageError as err:
+            self.view.invalidate()
+            if target.ref.kind == model.CONTAINER_KIND:
+                self.events.emit(obj, "Warning", "StorageError", str(err))
+            return Run(
+                Results(created, mountpoint), planning.storage_trouble(target, str(err), ctx)
+            )
+        return Run(Results(created, mountpoint))
+
+    def remove(self, step: Remove, *, gone_ok: bool = False) -> None:
+        """Remove one storage container (a sandbox with its members) and forget it."""
+        if step.sandbox:
+            members = [
+                c.id for c in self.view.containers() if c.metadata.pod_id == step.container_id
+            ]
+            self.runtime.remove_pod_sandbox(step.container_id)
+            self.view.forget([*members, step.container_id])
+            return
+        if gone_ok:
+            with contextlib.suppress(InvalidContainerID):
+                self.runtime.delete_container(step.container_id)
+        else:
+            self.runtime.delete_container(step.container_id)
+        self.view.forget([step.container_id])
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def _pull(self, obj: Mapping[str, Any], step: PullImage, ctx: planning.Context) -> None:
+        key = (step.owner.uid, step.image)
+        configs = self._pull_secrets(step.namespace, step.secrets)
+        try:
+            with temporary_auth_file(configs) as auth_file:
+                self.runtime.images.pull_image(step.image, auth_file=auth_file)
+        except ImagePullError as err:
+            with self._lock:
+                state = planning.next_backoff(self.backoff.get(key), ctx.now)
+                self.backoff[key] = state
+            self.events.emit(obj, "Warning", "ErrImagePull", str(err))
+            raise _PullWait(
+                Outcome(
+                    {"phase": "Pending", "reason": "ErrImagePull", "message": str(err)},
+                    retry_after=state.until - ctx.now,
+                )
+            ) from err
+        with self._lock:
+            self.backoff.pop(key, None)
+        self.events.emit(obj, "Normal", "Pulled", f"image {step.image!r} pulled")
+
+    def _pull_secrets(self, namespace: str, names: Sequence[str]) -> list[Mapping[str, Any]]:
+        configs: list[Mapping[str, Any]] = []
+        if not names or self.secrets is None:
+            return configs
+        for name in names:
+            config = self.secrets.docker_config(namespace, name)
+            if config is None:
+                log.warning(
+                    "image pull secret %s/%s not found or not a docker config", namespace, name
+                )
+                continue
+            configs.append(config)
+        return configs
+
+    def _write_template(self, step: WriteTemplate, config: ImageConfig | None) -> None:
+        existing = self.view.get(step.container_id) if step.update_label else None
+        if step.update_label:
+            config = self.runtime.images.config(existing.metadata.image_id) if existing else None
+        spec = step.spec
+        template = build_template(
+            config,
+            ProcessSpec(
+                command=spec.command,
+                args=spec.args,
+                env=dict(spec.env),
+                working_dir=spec.working_dir or None,
+            ),
+            hostname=step.pod.name,
+            mount_label=spec.mount_label,
+            annotations={
+                "io.podstore.pod.name": step.pod.name,
+                "io.podstore.pod.namespace": step.pod.namespace,
+                "io.podstore.container.id": step.container_id,
+            },
+        )
+        self.runtime.write_config_template(step.container_id, template)
+        if existing is not None:
+            labels = dict(existing.metadata.labels, **{model.LABEL_TEMPLATE: step.template_hash})
+            meta = replace(existing.metadata, labels=labels)
+            self.runtime.set_container_metadata(step.container_id, meta)
+            self.view.put_metadata(step.container_id, meta)
+
+    def _adopted(self, info: ContainerInfo) -> Created:
+        meta = info.metadata or self.runtime.get_container_metadata(info.id)
+        self.view.put(ManagedContainer(info.id, (meta.name,), meta.image_id, "", "", meta))
+        return Created(
+            id=info.id,
+            dirs=Dirs(info.dir, info.run_dir),
+            image_name=meta.image_name,
+            image_id=meta.image_id,
+            created_at=meta.created_at,
+        )
