@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: help install demo test lint unit soak bench image clean
+.PHONY: help install demo test lint unit soak bench image crds clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -19,6 +19,7 @@ lint: install ## ruff, mypy (strict on controller/) and the import layering
 	$(VENV)/bin/ruff format --check controller tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) -m controller.api.crdgen --check
 
 test: install lint ## install, lint and run the whole test suite
 	$(PY) -m pytest
@@ -36,6 +37,9 @@ bench: install ## the benchmarks: ratios against the bare CLI and podman
 
 image: install ## build the agent image offline (mmdebstrap + umoci) into build/image/oci
 	bash manifests/image/build-oci.sh build/image
+
+crds: ## write the CRDs (crds/, chart, manifests, package) from controller/api/schema.py
+	$(PY) -m controller.api.crdgen
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

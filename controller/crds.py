@@ -29,13 +29,15 @@ from typing import Any, Final
 import jsonschema
 import yaml
 
-GROUP: Final = "podstore.dev"
-VERSION: Final = "v1alpha1"
-API_VERSION: Final = f"{GROUP}/{VERSION}"
+from controller.api import schema
+
+GROUP: Final = schema.GROUP
+VERSION: Final = schema.VERSION
+API_VERSION: Final = schema.API_VERSION
 
 # The kinds of podstore and their plurals (the names in the API's URLs).
 KINDS: Final[Mapping[str, str]] = MappingProxyType(
-    {"StoragePod": "storagepods", "StorageContainer": "storagecontainers"}
+    {kind: str(k["plural"]) for kind, k in schema.KINDS.items()}
 )
 
 # The package's copy of the repository's top-level crds/ (the one source of the CRDs),

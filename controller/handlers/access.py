@@ -1,12 +1,9 @@
-"""Which Kubernetes API access the agent needs, derived from its code.
+"""Which API verbs the agent's own calls use: declared where each call is made.
 
-Two sources, both in the code itself: the kopf registry (every resource
-with handlers is listed, watched and patched by kopf, and events are
-posted about it) and the functions of :mod:`controller.handlers.kube`,
-each of which declares with :func:`uses` the one API verb it calls. The
-Helm chart's and the plain manifests' ClusterRole are checked against
-:func:`required_rules`, so RBAC can neither lag behind the code nor grant
-what the code does not do.
+Every function of :mod:`controller.handlers.kube` that calls the API declares
+with :func:`uses` the verbs it calls; :mod:`controller.handlers.rbac` adds what
+kopf does for the resources the agent watches and derives the ClusterRole from
+both, so RBAC can neither lag behind the code nor grant what the code does not do.
 """
 
 from __future__ import annotations
@@ -32,45 +29,6 @@ def uses(group: str, resource: str, *verbs: str) -> Callable[[F], F]:
     return mark
 
 
-def kopf_access(registry: Any) -> set[tuple[str, str, str]]:
-    """What kopf itself does for the resources that have handlers in ``registry``."""
-    triples: set[tuple[str, str, str]] = set()
-    resources = set()
-    for handlers in (
-        registry._indexing,
-        registry._watching,
-        registry._spawning,
-        registry._changing,
-    ):
-        for handler in handlers.get_all_handlers():
-            selector = handler.selector
-            if selector is not None:
-                resources.add((selector.group or "", selector.plural or selector.any_name or ""))
-    for group, plural in resources:
-        for verb in ("list", "watch"):
-            triples.add((group, plural, verb))
-        # Finalizers and kopf's own progress bookkeeping are patches of the object;
-        # status is patched through the status subresource.
-        triples.add((group, plural, "patch"))
-        triples.add((group, f"{plural}/status", "patch"))
-    # kopf posts an Event for handler successes and failures.
-    triples.add(("", "events", "create"))
-    return triples
-
-
-def required_triples() -> set[tuple[str, str, str]]:
-    from controller.handlers import kube  # noqa: F401 - its decorators fill _DECLARED
-    from controller.handlers.operator import registry
-
-    return kopf_access(registry) | _DECLARED
-
-
-def required_rules() -> list[dict[str, list[str]]]:
-    """The ClusterRole rules the agent needs: one rule per (group, resource)."""
-    grouped: dict[tuple[str, str], set[str]] = {}
-    for group, resource, verb in required_triples():
-        grouped.setdefault((group, resource), set()).add(verb)
-    return [
-        {"apiGroups": [group], "resources": [resource], "verbs": sorted(verbs)}
-        for (group, resource), verbs in sorted(grouped.items())
-    ]
+def declared() -> frozenset[tuple[str, str, str]]:
+    """The triples declared so far (every module that calls the API imported)."""
+    return frozenset(_DECLARED)

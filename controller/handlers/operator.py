@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 PODS = (model.GROUP, model.VERSION, model.POD_PLURAL)
 CONTAINERS = (model.GROUP, model.VERSION, model.CONTAINER_PLURAL)
+# Every resource with handlers: what kopf lists, watches and patches (RBAC is derived
+# from it in controller.handlers.rbac; a test checks the registry against it).
+WATCHED = (PODS, CONTAINERS)
 
 
 def _pod_of(index: Any, namespace: str | None, name: Any) -> Mapping[str, Any] | None:
@@ -194,10 +197,6 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         memo["agent"].delete_container(body, pod, siblings)
 
     return registry
-
-
-# The registry as the agent with default settings builds it: what RBAC is derived from.
-registry = build_registry(Settings(node_name="rbac-derivation"))
 
 
 def run(settings: Settings, *, stop_flag: Any = None, ready_flag: Any = None) -> None:

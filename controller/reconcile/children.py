@@ -12,20 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.api import schema
 from controller.reconcile import model
 
-# The fields of a container template that a StorageContainer's spec carries.
-TEMPLATE_FIELDS = (
-    "image",
-    "imageID",
-    "imagePullPolicy",
-    "command",
-    "args",
-    "env",
-    "workingDir",
-    "mountLabel",
-    "state",
-)
+# The fields of a container template that a StorageContainer's spec carries: all of them
+# (the template's own name aside), as the API's one source lists them.
+TEMPLATE_FIELDS = tuple(schema.CONTAINER_TEMPLATE)
+# Fields the API server defaults: a template that drops one leaves the child's default.
+_DEFAULTED = frozenset(k for k, v in schema.CONTAINER_TEMPLATE.items() if "default" in v)
 OWNER_LABEL = "podstore.dev/pod"
 
 
@@ -120,6 +114,6 @@ def _spec_patch(have: Mapping[str, Any], want: Mapping[str, Any]) -> dict[str, A
         if key in want:
             if have.get(key) != want[key]:
                 patch[key] = want[key]
-        elif key in have and key not in ("imagePullPolicy", "state"):
+        elif key in have and key not in _DEFAULTED:
             patch[key] = None  # removed from the template
     return patch

@@ -16,22 +16,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.api import schema
 from controller.storage.errors import InvalidName
 from controller.storage.names import ImageReference, image_reference
 
-GROUP = "podstore.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-POD_KIND = "StoragePod"
-CONTAINER_KIND = "StorageContainer"
-POD_PLURAL = "storagepods"
-CONTAINER_PLURAL = "storagecontainers"
+# The API's names, defaults and allowed values come from its one source.
+GROUP = schema.GROUP
+VERSION = schema.VERSION
+API_VERSION = schema.API_VERSION
+POD_KIND = schema.POD_KIND
+CONTAINER_KIND = schema.CONTAINER_KIND
+POD_PLURAL = schema.POD_PLURAL
+CONTAINER_PLURAL = schema.CONTAINER_PLURAL
+_TEMPLATE = schema.CONTAINER_TEMPLATE
+_POD = schema.POD_SPEC["properties"]
 # Each node's agent has its own finalizer: kopf takes its finalizer off any object none of
 # its own handlers match, so a shared one would be taken off by every other node's agent.
 FINALIZER_PREFIX = "podstore.dev/storage-"
 
-PULL_POLICIES = ("Always", "IfNotPresent", "Never")
-STATES = ("Started", "Stopped")
+PULL_POLICIES = schema.allowed(_TEMPLATE["imagePullPolicy"])
+STATES = schema.allowed(_TEMPLATE["state"])
 
 # Labels podstore keeps in a container's metadata to tie it to its object.
 LABEL_KIND = "podstore.dev/kind"
@@ -84,13 +88,13 @@ class ContainerSpec:
     pod_name: str
     image: str
     image_id: str = ""
-    image_pull_policy: str = "IfNotPresent"
+    image_pull_policy: str = schema.default(_TEMPLATE["imagePullPolicy"])
     command: tuple[str, ...] | None = None
     args: tuple[str, ...] | None = None
     env: tuple[tuple[str, str], ...] = ()
     working_dir: str = ""
     mount_label: str = ""
-    state: str = "Started"
+    state: str = schema.default(_TEMPLATE["state"])
     # ``image`` parsed once, the way containers/image normalizes it.
     image_ref: ImageReference | None = None
 
@@ -104,7 +108,7 @@ class ContainerSpec:
 class PodSpec:
     node_name: str
     infra_image: str = ""
-    image_pull_policy: str = "IfNotPresent"
+    image_pull_policy: str = schema.default(_POD["imagePullPolicy"])
     image_pull_secrets: tuple[str, ...] = ()
     attempt: int = 0
     containers: tuple[Mapping[str, Any], ...] = field(default=())
@@ -130,9 +134,10 @@ def _str_list(spec: Mapping[str, Any], key: str, path: str) -> tuple[str, ...] |
     return tuple(value)
 
 
-def _enum(
-    spec: Mapping[str, Any], key: str, path: str, allowed: Sequence[str], default: str
-) -> str:
+def _enum(spec: Mapping[str, Any], key: str, path: str, field: Mapping[str, Any]) -> str:
+    """A string from a fixed set, the schema's default when absent."""
+    allowed: Sequence[str] = schema.allowed(dict(field))
+    default = str(schema.default(dict(field)) or "")
     value = spec.get(key, default) or default
     if value not in allowed:
         raise SpecError(f"{path}.{key}", f"must be one of {', '.join(allowed)}, not {value!r}")
@@ -182,13 +187,13 @@ def parse_container_spec(
         image=image_name,
         image_ref=image_ref,
         image_id=image_id.removeprefix("sha256:"),
-        image_pull_policy=_enum(spec, "imagePullPolicy", path, PULL_POLICIES, "IfNotPresent"),
+        image_pull_policy=_enum(spec, "imagePullPolicy", path, _TEMPLATE["imagePullPolicy"]),
         command=_str_list(spec, "command", path),
         args=_str_list(spec, "args", path),
         env=tuple(env_items),
         working_dir=working_dir,
         mount_label=_str(spec, "mountLabel", path),
-        state=_enum(spec, "state", path, STATES, "Started"),
+        state=_enum(spec, "state", path, _TEMPLATE["state"]),
     )
 
 
@@ -229,7 +234,7 @@ def parse_pod_spec(spec: Mapping[str, Any], *, path: str = "spec") -> PodSpec:
     return PodSpec(
         node_name=_str(spec, "nodeName", path, required=True),
         infra_image=_str(spec, "infraImage", path),
-        image_pull_policy=_enum(spec, "imagePullPolicy", path, PULL_POLICIES, "IfNotPresent"),
+        image_pull_policy=_enum(spec, "imagePullPolicy", path, _POD["imagePullPolicy"]),
         image_pull_secrets=tuple(secrets),
         attempt=attempt,
         containers=tuple(containers),

@@ -1,5 +1,6 @@
-"""crds/ is the single source of the CRDs: the chart's, the manifests' and the Python
-package's copies (controller/crds/, shipped in the wheel) are byte-identical to it."""
+"""controller/api/schema.py is the single source of the CRDs: crds/ and the chart's, the
+manifests' and the Python package's copies (controller/crds/, shipped in the wheel) are
+what it generates (`make crds`), byte for byte."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 import helm_python as helm
 import kubernetes_validate
 import pytest
+
+from controller.api import crdgen
 
 from .common import CHART, CRD_FILES, CRDS, KUBE_VERSIONS, MANIFESTS, REPO, load_objects
 
@@ -18,14 +21,31 @@ COPIES = [
     pytest.param(MANIFESTS / "crds", id="manifests"),
     pytest.param(REPO / "controller" / "crds", id="package"),
 ]
-RESYNC = (
-    "cp crds/*.yaml charts/podstore/crds/ && cp crds/*.yaml manifests/crds/"
-    " && cp crds/*.yaml controller/crds/"
-)
+RESYNC = "make crds"
 
 
 def yaml_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.glob("*.yaml"))
+
+
+def test_every_crd_file_is_what_the_schema_generates() -> None:
+    assert crdgen.drift(REPO) == [], f"resync with: {RESYNC}"
+
+
+def test_a_drifted_crd_is_named_by_the_check(tmp_path: Path) -> None:
+    crdgen.write(tmp_path)
+    edited = tmp_path / "manifests" / "crds" / crdgen.file_name("StoragePod")
+    edited.write_text(edited.read_text().replace("maxItems: 64", "maxItems: 65"))
+    (tmp_path / "crds" / "extra.yaml").write_text("---\n")
+
+    assert crdgen.drift(tmp_path) == [
+        "crds/extra.yaml (not generated)",
+        f"manifests/crds/{edited.name}",
+    ]
+    assert crdgen.main(["--top", str(tmp_path), "--check"]) == 1
+    crdgen.write(tmp_path)
+    (tmp_path / "crds" / "extra.yaml").unlink()
+    assert crdgen.main(["--top", str(tmp_path), "--check"]) == 0
 
 
 def test_crds_holds_one_file_per_kind() -> None:

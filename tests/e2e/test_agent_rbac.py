@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.handlers.access import required_rules
+from controller.handlers.rbac import required_rules
 from tests.e2e.agent import (
     CONTAINERS,
     NAMESPACE,
