@@ -641,8 +641,9 @@ def kstatus(
     ]
 
 
-# Waiting reasons that no retry cures while the specs stay as they are.
-STUCK = frozenset({"PodNotFound", "ErrImageNeverPull"})
+# Waiting reasons that kstatus reads as Stalled: nothing podstore retries can cure.
+# (A missing pod is Reconciling: it may be created, and the container comes with it.)
+STALLED = frozenset({"ErrImageNeverPull"})
 
 
 def waiting(obj: Object, wait: Outcome, ctx: Context) -> Outcome:
@@ -677,7 +678,7 @@ def _not_ready(
     retry: float | None = None,
 ) -> Outcome:
     now = ctx.now
-    stuck = phase == "Failed" or reason in STUCK
+    stuck = phase == "Failed" or reason in STALLED
     if obj.ref.kind == model.POD_KIND:
         conditions = [
             Condition("SandboxReady", False, reason, message),

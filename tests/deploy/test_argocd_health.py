@@ -13,8 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.reconcile import plan
+from controller.reconcile.facts import Dirs, PodFacts
+from controller.reconcile.model import ObjectRef
+from controller.reconcile.plan import Context, Object, Plan, Results
 from controller.reconcile.status import Condition, merge_conditions
-from controller.sync import Reconciler
 
 from .common import MANIFESTS, kubectl
 
@@ -58,7 +61,7 @@ def run_health(obj: dict[str, Any]) -> dict[str, Any]:
 
 # -- the shapes the reconciler writes ------------------------------------------------------
 
-RECONCILER = Reconciler(object(), node_name="node-1", infra_image="pause", clock=lambda: T0)  # type: ignore[arg-type]
+CTX = Context("node-1", "pause", "agent", T0)
 
 
 def pod(status: dict[str, Any] | None, *, generation: int = 1, **meta: Any) -> dict[str, Any]:
@@ -80,18 +83,30 @@ def container(status: dict[str, Any] | None, *, generation: int = 1, **meta: Any
     return obj
 
 
+def _obj(kind: str, generation: int) -> Object:
+    return Object(ObjectRef(kind, "default", "web", "u"), generation, {}, {})
+
+
 def pod_ready(generation: int = 1) -> dict[str, Any]:
-    return RECONCILER._pod_ready(
-        {"metadata": {"name": "web"}}, {}, generation, "a" * 64, "/w", "/r", []
-    ).status
+    obj = _obj("StoragePod", generation)
+    facts = PodFacts(dirs=Dirs("/w", "/r"))
+    return plan.pod_ready(obj, Plan(pod_id="a" * 64), facts, Results(), [], CTX).status
+
+
+def _not_ready(kind: str, phase: str, reason: str, message: str, generation: int) -> dict[str, Any]:
+    obj = _obj(kind, generation)
+    if phase == "Failed":
+        return plan.failed(obj, reason, message, CTX).status
+    wait = plan.Outcome({"phase": phase, "reason": reason, "message": message}, retry_after=1.0)
+    return plan.waiting(obj, wait, CTX).status
 
 
 def pod_not_ready(phase: str, reason: str, message: str, generation: int = 1) -> dict[str, Any]:
-    return RECONCILER._pod_outcome({}, generation, phase, reason, message).status
+    return _not_ready("StoragePod", phase, reason, message, generation)
 
 
 def ctr_not_ready(phase: str, reason: str, message: str, generation: int = 1) -> dict[str, Any]:
-    return RECONCILER._ctr_outcome(container(None), {}, generation, phase, reason, message).status
+    return _not_ready("StorageContainer", phase, reason, message, generation)
 
 
 def ctr_started(generation: int = 1) -> dict[str, Any]:

@@ -365,7 +365,9 @@ def test_a_container_whose_pod_is_missing_waits_unless_another_node_has_it(statu
     assert plan.outcome.reason == "PodNotFound"
     assert plan.outcome.retry_after == WAIT_FOR_POD
     assert "create it" in plan.outcome.status["message"]
-    assert cond(plan.outcome.status, "Stalled")["status"] == "True"
+    # Waiting on a pod someone may still create is Reconciling, not Stalled.
+    assert cond(plan.outcome.status, "Reconciling")["status"] == "True"
+    assert cond(plan.outcome.status, "Stalled")["status"] == "False"
 
 
 def test_a_container_of_another_nodes_pod_is_left_alone():
