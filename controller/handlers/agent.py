@@ -1,10 +1,12 @@
-"""The node agent: one Reconciler, the API calls around it, and kopf's run.
+"""The node agent: the sync driver fed by kopf, its decisions taken to the API.
 
-:class:`Agent` is what the kopf handlers call: it runs a reconcile, applies
-a StoragePod's child plan through the API, keeps the pod's member summary
-up to date, and turns an :class:`Outcome` into a status patch and the kopf
-error that makes kopf come back (``TemporaryError``) or stop
-(``PermanentError``).
+:class:`Agent` is what the kopf handlers call: it hands each object to the
+:class:`~controller.sync.driver.Driver` with an :class:`ApiSink` (status into
+kopf's patch or through the API, a pod's child plan and owned members as API
+calls) and turns the :class:`Outcome` into the kopf error that makes kopf come
+back (``TemporaryError``) or stop (``PermanentError``). A container waiting on its
+pod is not kopf's to retry (kopf would log an ERROR each time): it waits here,
+looked at again after a growing delay, or at once when its pod becomes Ready.
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
 
 from controller.config import Settings
 from controller.handlers import kube, metrics
-from controller.reconcile import Outcome, model, owned_by, plan_children, status_patch
+from controller.reconcile import ChildPlan, Outcome, model
+from controller.reconcile.plan import WAITING_ON_POD
 from controller.storage import ImageService, RuntimeService, Store
 from controller.sync import NodeView, Reconciler
+from controller.sync.driver import Driver
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +50,71 @@ class ApiSecrets:
         return kube.docker_config(namespace, name)
 
 
+class ApiSink:
+    """The driver's decisions as API calls; the handled object's status goes into kopf's patch.
+
+    kopf applies a handler's ``patch`` when the handler returns, in one request with its
+    own bookkeeping; any other object (the pod whose summary a container changes, the
+    members of a deleted pod) is patched through the API at once.
+    """
+
+    def __init__(
+        self, node: str, body: Mapping[str, Any] | None, patch: MutableMapping[str, Any] | None
+    ) -> None:
+        self.node = node
+        self.uid = _uid(body) if body is not None else None
+        self.patch = patch
+
+    def write_status(self, kind: str, obj: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
+        if self.patch is not None and _uid(obj) == self.uid:
+            self.patch.setdefault("status", {}).update(patch)
+            return
+        meta = obj.get("metadata") or {}
+        namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
+        if kind == model.POD_KIND:
+            kube.patch_pod_status(namespace, name, patch)
+        else:
+            kube.patch_container_status(namespace, name, patch)
+
+    def apply_children(self, pod: Mapping[str, Any], plan: ChildPlan) -> None:
+        namespace = pod["metadata"]["namespace"]
+        for child in plan.create:
+            kube.create_container(_on_node(child, self.node))
+        for name, spec_patch in plan.update:
+            kube.patch_container_spec(namespace, name, spec_patch)
+        for name in plan.delete:
+            kube.delete_container(namespace, name)
+
+    def delete_child(self, pod: Mapping[str, Any], child: Mapping[str, Any]) -> None:
+        kube.delete_container(pod["metadata"]["namespace"], child["metadata"]["name"])
+
+
+@dataclass
+class _Waiter:
+    """A container waiting on its pod: looked at again after ``delay``, doubling."""
+
+    body: Mapping[str, Any]
+    pod: tuple[str, str]
+    delay: float
+    due: float
+
+
+WAIT_INITIAL = 1.0
+# A pod that is not Ready yet comes within a pull; one that does not exist may take long.
+WAIT_MAX = {"PodNotReady": 30.0, "PodNotFound": 300.0}
+
+
 @dataclass
 class Agent:
     settings: Settings
     reconciler: Reconciler
+    driver: Driver = field(init=False)
+    waiting: dict[tuple[str, str], _Waiter] = field(init=False, default_factory=dict)
+    clock: Any = time.monotonic
+
+    def __post_init__(self) -> None:
+        self.driver = Driver(self.reconciler)
+        self._waiting_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Agent:
@@ -74,6 +139,11 @@ class Agent:
         )
         return cls(settings, reconciler)
 
+    def sink(
+        self, body: Mapping[str, Any] | None, patch: MutableMapping[str, Any] | None
+    ) -> ApiSink:
+        return ApiSink(self.settings.node_name, body, patch)
+
     # -- pods -----------------------------------------------------------------
 
     def sync_pod(
@@ -84,39 +154,21 @@ class Agent:
         *,
         raise_errors: bool = True,
     ) -> None:
-        members = list(members)
         if not raise_errors and not _handled(body):
             return  # a resync before the first reconcile has written status: nothing to compare
         started = time.monotonic()
-        outcome = self.reconciler.reconcile_pod(body, members)
+        outcome = self.driver.sync_pod(body, members, self.sink(body, patch))
         if outcome is None:
             return
         if outcome.phase == "Ready":
-            self._apply_children(body, members)
-        self._finish(model.POD_KIND, body, outcome, patch, started, raise_errors)
-
-    def _apply_children(self, pod: Mapping[str, Any], members: list[Mapping[str, Any]]) -> None:
-        plan = plan_children(pod, members)
-        for child in plan.create:
-            kube.create_container(_on_node(child, self.settings.node_name))
-        for name, spec_patch in plan.update:
-            kube.patch_container_spec(pod["metadata"]["namespace"], name, spec_patch)
-        for name in plan.delete:
-            kube.delete_container(pod["metadata"]["namespace"], name)
+            meta = body.get("metadata") or {}
+            self._wake((str(meta.get("namespace") or "default"), str(meta.get("name"))))
+        self._finish(model.POD_KIND, outcome, started, raise_errors)
 
     def delete_pod(self, body: Mapping[str, Any], members: Iterable[Mapping[str, Any]]) -> None:
-        """Delete the pod's members (a snapshot of kopf's live index), then its storage.
-
-        Issue 11 wants only owned members (``owned_members``) to go, standalone ones to stay
-        Pending/PodNotFound; that needs their status written when the pod goes, which is
-        not done yet, so every member still goes with its pod.
-        """
-        meta = body.get("metadata") or {}
-        kube.patch_pod_status(meta["namespace"], meta["name"], {"phase": "Terminating"})
-        # kopf's index is live: other workers change it while this loop runs.
-        for member in list(members):
-            kube.delete_container(meta["namespace"], member["metadata"]["name"])
-        self.reconciler.delete_pod(body)
+        """Delete the pod's owned members, then its storage; members that only name it wait."""
+        for member in self.driver.remove_pod(body, members, self.sink(None, None)):
+            self._wait_for_pod(member, "PodNotFound")
 
     # -- containers -----------------------------------------------------------
 
@@ -125,7 +177,7 @@ class Agent:
         body: Mapping[str, Any],
         pod: Mapping[str, Any] | None,
         siblings: Iterable[Mapping[str, Any]],
-        patch: MutableMapping[str, Any],
+        patch: MutableMapping[str, Any] | None,
         *,
         raise_errors: bool = True,
     ) -> None:
@@ -139,31 +191,15 @@ class Agent:
             name = (body.get("spec") or {}).get("podName")
             if isinstance(name, str) and name:
                 pod = kube.get_pod(namespace, name) or pod
-        outcome = self.reconciler.reconcile_container(body, pod)
+        outcome = self.driver.sync_container(body, pod, siblings, self.sink(body, patch))
         if outcome is None:
             return
-        if pod is not None and (pod.get("status") or {}).get("phase") == "Ready":
-            self._summarize(pod, body, outcome, siblings)
-        self._finish(model.CONTAINER_KIND, body, outcome, patch, started, raise_errors)
-
-    def _summarize(
-        self,
-        pod: Mapping[str, Any],
-        body: Mapping[str, Any],
-        outcome: Outcome,
-        siblings: Iterable[Mapping[str, Any]],
-    ) -> None:
-        """Bring the pod's member summary up to date with this container's phase."""
-        name = body["metadata"]["name"]
-        members = [s for s in siblings if s["metadata"]["name"] != name]
-        members.append(dict(body, status=outcome.status))
-        self._patch_summary(pod, members)
-
-    def _patch_summary(self, pod: Mapping[str, Any], members: list[Mapping[str, Any]]) -> None:
-        wanted = self.reconciler.reconcile_pod_summary(pod, members)
-        if wanted:
-            pmeta = pod["metadata"]
-            kube.patch_pod_status(pmeta["namespace"], pmeta["name"], wanted)
+        if outcome.reason in WAITING_ON_POD:
+            self._wait_for_pod(_merged(body, outcome.status), outcome.reason)
+            raise_errors = False  # looked at again by the wait loop, not by kopf's retries
+        else:
+            self._done_waiting(body)
+        self._finish(model.CONTAINER_KIND, outcome, started, raise_errors)
 
     def delete_container(
         self,
@@ -171,26 +207,59 @@ class Agent:
         pod: Mapping[str, Any] | None = None,
         siblings: Iterable[Mapping[str, Any]] = (),
     ) -> None:
-        self.reconciler.delete_container(body)
-        # The member is gone: a Ready pod's summary drops it now, not at the next resync.
-        if pod is not None and (pod.get("status") or {}).get("phase") == "Ready":
-            name = body["metadata"]["name"]
-            self._patch_summary(pod, [s for s in siblings if s["metadata"]["name"] != name])
+        self._done_waiting(body)
+        self.driver.remove_container(body, pod, siblings, self.sink(None, None))
+
+    # -- containers waiting on their pod -------------------------------------------
+
+    def _wait_for_pod(self, body: Mapping[str, Any], reason: str) -> None:
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
+        pod = (key[0], str((body.get("spec") or {}).get("podName") or ""))
+        with self._waiting_lock:
+            old = self.waiting.get(key)
+            delay = min(old.delay * 2, WAIT_MAX.get(reason, 30.0)) if old else WAIT_INITIAL
+            self.waiting[key] = _Waiter(body, pod, delay, self.clock() + delay)
+        log.info(
+            "StorageContainer %s/%s waits for StoragePod %s (%s); looking again in %.0fs",
+            key[0],
+            key[1],
+            pod[1],
+            reason,
+            delay,
+        )
+
+    def _done_waiting(self, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
+        with self._waiting_lock:
+            self.waiting.pop(key, None)
+
+    def _wake(self, pod: tuple[str, str]) -> None:
+        """The pod is Ready: its waiting containers are due now."""
+        with self._waiting_lock:
+            for waiter in self.waiting.values():
+                if waiter.pod == pod:
+                    waiter.due = 0.0
+
+    def retry_waiting(self) -> int:
+        """Look again at the containers whose wait is over; returns how many were looked at."""
+        now = self.clock()
+        with self._waiting_lock:
+            due = [(k, w) for k, w in self.waiting.items() if w.due <= now]
+        for key, waiter in due:
+            body = waiter.body
+            try:
+                pod = kube.get_pod(*waiter.pod) if waiter.pod[1] else None
+                self.sync_container(body, pod, (), None, raise_errors=False)
+            except Exception as err:  # the API or the store: the next look tries again
+                log.warning("StorageContainer %s/%s: %s; trying again", key[0], key[1], err)
+                self._wait_for_pod(body, "PodNotReady")
+        return len(due)
 
     # -- both -----------------------------------------------------------------
 
-    def _finish(
-        self,
-        kind: str,
-        body: Mapping[str, Any],
-        outcome: Outcome,
-        patch: MutableMapping[str, Any],
-        started: float,
-        raise_errors: bool,
-    ) -> None:
-        changes = status_patch(body.get("status") or {}, outcome.status)
-        if changes:
-            patch.setdefault("status", {}).update(changes)
+    def _finish(self, kind: str, outcome: Outcome, started: float, raise_errors: bool) -> None:
         result = "failed" if outcome.failed else ("retry" if outcome.retry_after else "ok")
         metrics.RECONCILES.labels(kind, result).inc()
         metrics.RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
@@ -207,7 +276,7 @@ class Agent:
     def collect_orphans(self) -> list[str]:
         node = self.settings.node_name
         live = kube.list_pod_uids(node) | kube.list_container_uids(node)
-        removed = self.reconciler.collect_orphans(live)
+        removed = self.driver.collect_orphans(live)
         counts: dict[str, int] = {"infra": 0, "mounted": 0, "unmounted": 0}
         view = self.reconciler.view
         for c in view.containers():
@@ -229,11 +298,19 @@ def _on_node(child: Mapping[str, Any], node: str) -> dict[str, Any]:
     return {**child, "metadata": meta}
 
 
-def owned_members(
-    pod: Mapping[str, Any], members: Iterable[Mapping[str, Any]]
-) -> list[Mapping[str, Any]]:
-    """A snapshot of the members made from ``pod``'s templates (owner UID or label)."""
-    return [m for m in list(members) if owned_by(m, pod)]
+def _merged(body: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` with a status merge patch applied (None removes a key)."""
+    merged = dict(body.get("status") or {})
+    for key, value in status.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return dict(body, status=merged)
+
+
+def _uid(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
 
 
 def _handled(body: Mapping[str, Any]) -> bool:
@@ -243,6 +320,16 @@ def _handled(body: Mapping[str, Any]) -> bool:
 def _ready(pod: Mapping[str, Any] | None) -> bool:
     status = (pod or {}).get("status") or {}
     return bool(status.get("phase") == "Ready" and status.get("podID"))
+
+
+async def wait_loop(agent: Agent, stop: threading.Event | asyncio.Event) -> None:
+    """Every second, look again at the containers whose wait for their pod is over."""
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(agent.retry_waiting)
+        except Exception as err:
+            log.warning("looking at waiting containers failed (%s); trying again", err)
+        await asyncio.sleep(1.0)
 
 
 async def orphan_loop(agent: Agent, stop: threading.Event | asyncio.Event) -> None:

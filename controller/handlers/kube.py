@@ -272,6 +272,23 @@ def label_container(namespace: str, name: str, resource_version: str, node: str)
 
 
 @uses(model.GROUP, f"{model.CONTAINER_PLURAL}/status", "patch")
+def patch_container_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    """Write a StorageContainer's status (one that is not the object being handled)."""
+    try:
+        _custom().patch_namespaced_custom_object_status(
+            model.GROUP,
+            model.VERSION,
+            namespace,
+            model.CONTAINER_PLURAL,
+            name,
+            {"status": dict(status)},
+        )
+    except ApiException as err:
+        if err.status != 404:
+            raise
+
+
+@uses(model.GROUP, f"{model.CONTAINER_PLURAL}/status", "patch")
 def patch_container_status_if(
     namespace: str, name: str, resource_version: str, status: Mapping[str, Any]
 ) -> bool:

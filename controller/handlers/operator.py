@@ -21,7 +21,7 @@ import kopf
 
 from controller.config import Settings
 from controller.handlers import kube, metrics
-from controller.handlers.agent import Agent, orphan_loop
+from controller.handlers.agent import Agent, orphan_loop, wait_loop
 from controller.handlers.claims import Claims
 from controller.reconcile import model
 
@@ -101,11 +101,13 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         )
         memo["stop"] = asyncio.Event()
         memo["orphans"] = asyncio.create_task(orphan_loop(memo["agent"], memo["stop"]))
+        memo["waits"] = asyncio.create_task(wait_loop(memo["agent"], memo["stop"]))
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: Any, **_: Any) -> None:
         memo["stop"].set()
         memo["orphans"].cancel()
+        memo["waits"].cancel()
         if "claims" in memo:
             memo["claims"].close()
 

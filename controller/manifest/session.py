@@ -1,14 +1,15 @@
 """One ``podstore run``: the resource set, reconciled pass after pass.
 
 A :class:`Session` holds the resources that :func:`~controller.manifest.resources.build`
-made from the manifests and hands them to the operator's
-:class:`~controller.reconcile.Reconciler` (``source="run"``) exactly as the
-agent's handlers do: removed resources first (``delete_container``, then
-``delete_pod``), then every StoragePod (``reconcile_pod``), every
-StorageContainer with its pod (``reconcile_container``), the pods' member
-summaries (``reconcile_pod_summary``), and last ``collect_orphans`` for what
-this source made that no resource names any more. Each outcome's ``status``
-is merged into the resource as a status patch would be.
+made from the manifests and feeds them to the sync loop's
+:class:`~controller.sync.driver.Driver` (``source="run"``), the one the agent's
+handlers feed: removed resources first (``remove_container``, then
+``remove_pod``), then every StoragePod (``sync_pod``), every StorageContainer
+with its pod (``sync_container``, which keeps the pod's member summary), and last
+``collect_orphans`` for what this source made that no resource names any more.
+The driver's decisions come back through :class:`FileSink`: status patches
+merged into the resources as the API server would merge them. What is file mode's
+own stays here: the resource set, its UIDs and state file, and when to look again.
 
 An outcome that asks to come back later (``retry_after``: a pull backing off,
 a storage error) is not reconciled again before then, as kopf would not;
@@ -30,10 +31,11 @@ from typing import Any
 from controller.manifest.loader import Key, Loaded, Problem
 from controller.manifest.resources import build
 from controller.manifest.state import Entry, StateFile
-from controller.reconcile import Outcome, model
+from controller.reconcile import ChildPlan, Outcome, model
 from controller.reconcile.status import rfc3339
 from controller.storage.errors import StorageError
 from controller.sync import Reconciler
+from controller.sync.driver import Driver
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,33 @@ class LogEvents:
         )
 
 
+class FileSink:
+    """The driver's decisions applied to the session's resource set."""
+
+    def __init__(self, session: Session, report: PassReport) -> None:
+        self.session = session
+        self.report = report
+
+    def write_status(self, kind: str, obj: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        key = Key(kind, str(meta.get("namespace") or "default"), str(meta.get("name")))
+        entry = self.session.entries.get(key) or self.session.removing.get(key)
+        if entry is not None:
+            self.session._patch(entry, patch, self.report)
+
+    def apply_children(self, pod: Mapping[str, Any], plan: ChildPlan) -> None:
+        # The resource set was built with the same child plan when the manifests were
+        # read (resources.build): what is left here is for the next read to apply.
+        log.debug("%s: child plan left for the next read: %s", pod["metadata"]["name"], plan)
+
+    def delete_child(self, pod: Mapping[str, Any], child: Mapping[str, Any]) -> None:
+        meta = child.get("metadata") or {}
+        key = Key(model.CONTAINER_KIND, str(meta.get("namespace") or "default"), meta["name"])
+        entry = self.session.entries.pop(key, None)
+        if entry is not None:
+            self.session.removing[key] = entry
+
+
 class Session:
     def __init__(
         self,
@@ -102,6 +131,7 @@ class Session:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.reconciler = reconciler
+        self.driver = Driver(reconciler)
         self.state = state
         self.secrets = secrets
         self.should_stop = should_stop
@@ -163,19 +193,21 @@ class Session:
     def sync(self) -> PassReport:
         """One pass over every resource; stops early (``interrupted``) when asked to."""
         report = PassReport()
+        sink = FileSink(self, report)
         self.reconciler.view.refresh()
         for entry in sorted(self.removing.values(), key=_removal_order):
             if self.should_stop():
                 report.interrupted = True
                 return report
-            self._remove(entry, report)
+            self._remove(entry, report, sink)
         for pod in self.pods():
             if self.should_stop():
                 report.interrupted = True
                 return report
             if self._due(pod):
                 members = [m.obj for m in self.members(pod)]
-                self._record(pod, self._call(pod, self.reconciler.reconcile_pod, members), report)
+                outcome = self._call(pod, self.driver.sync_pod, pod.obj, members, sink)
+                self._record(pod, outcome, report)
         for ctr in self.containers():
             if self.should_stop():
                 report.interrupted = True
@@ -185,22 +217,19 @@ class Session:
                     Key(model.POD_KIND, ctr.key.namespace, str(_spec(ctr).get("podName")))
                 )
                 pod_obj = owner.obj if owner is not None else None
-                outcome = self._call(ctr, self.reconciler.reconcile_container, pod_obj)
+                siblings = [m.obj for m in self.members(owner)] if owner is not None else []
+                outcome = self._call(
+                    ctr, self.driver.sync_container, ctr.obj, pod_obj, siblings, sink
+                )
                 self._record(ctr, outcome, report)
         for pod in self.pods():
-            if pod.status.get("phase") != "Ready":
-                continue
-            patch = self.reconciler.reconcile_pod_summary(
-                pod.obj, [m.obj for m in self.members(pod)]
-            )
-            if patch:
-                self._patch(pod, patch, report)
+            self.driver.summarize(pod.obj, [m.obj for m in self.members(pod)], sink)
         if self.should_stop():
             report.interrupted = True
             return report
         live = {e.obj["metadata"]["uid"] for e in [*self.entries.values(), *self.removing.values()]}
         try:
-            report.orphans = self.reconciler.collect_orphans(live)
+            report.orphans = self.driver.collect_orphans(live)
         except StorageError as err:
             log.warning("collecting orphans failed (%s); trying again next pass", err)
         return report
@@ -234,22 +263,25 @@ class Session:
 
     # -- helpers ----------------------------------------------------------------
 
-    def _call(self, entry: Entry, func: Callable[..., Outcome | None], arg: Any) -> Outcome | None:
+    def _call(
+        self, entry: Entry, step: Callable[..., Outcome | None], *args: Any
+    ) -> Outcome | None:
         try:
-            return func(entry.obj, arg)
+            return step(*args)
         except StorageError as err:
             # The reconciler catches these itself; one slipping through (a store
             # that went away under it) is a passing problem of this resource.
             self.reconciler.view.invalidate()
             log.warning("%s: %s", entry.key, err)
             status = {"phase": "Pending", "reason": "StorageError", "message": str(err)}
+            self._patch(entry, status, PassReport())
             return Outcome(dict(entry.status, **status), retry_after=DELETE_RETRY)
 
     def _record(self, entry: Entry, outcome: Outcome | None, report: PassReport) -> None:
+        """When to look at the resource again (its status is written by the driver)."""
         if outcome is None:
             log.warning("%s is not this node's; it is left alone", entry.key)
             return
-        self._patch(entry, outcome.status, report)
         reason = str(outcome.status.get("reason") or "")
         if outcome.retry_after is not None and reason not in WAITING_ON_POD:
             self.not_before[entry.key] = self.clock() + outcome.retry_after
@@ -263,14 +295,15 @@ class Session:
             if entry.key not in report.changed:
                 report.changed.append(entry.key)
 
-    def _remove(self, entry: Entry, report: PassReport) -> None:
+    def _remove(self, entry: Entry, report: PassReport, sink: FileSink) -> None:
         if not self._due(entry):
             return
         try:
             if entry.key.kind == model.POD_KIND:
-                self.reconciler.delete_pod(entry.obj)
+                members = [m.obj for m in self.members(entry)]
+                self.driver.remove_pod(entry.obj, members, sink)
             else:
-                self.reconciler.delete_container(entry.obj)
+                self.driver.remove_container(entry.obj, None, (), sink)
         except StorageError as err:
             entry.deleting = True
             self._patch(

@@ -197,6 +197,15 @@ def parse_container_spec(
     )
 
 
+def image_problem(value: str) -> str:
+    """What is wrong with an image reference; "" when it is one."""
+    try:
+        image_reference(value)
+    except InvalidName as err:
+        return str(err)
+    return ""
+
+
 def parse_image(value: str) -> ImageReference | None:
     """An image reference as a stored container's metadata names it; None if it is not one."""
     try:

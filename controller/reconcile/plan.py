@@ -235,6 +235,10 @@ def plan_pod(
     infra = _find(facts.stored, pod_id)
     if infra is None:
         image = spec.infra_image or ctx.infra_image
+        problem = model.image_problem(image)
+        if problem:
+            where = "spec.infraImage" if spec.infra_image else "the agent's --infra-image"
+            return Plan(outcome=failed(pod, "InvalidImageName", f"{where}: {problem}", ctx))
         pull = pull_step(
             pod.ref,
             image,

@@ -55,6 +55,8 @@ def pod(view: NodeView, obj: Object, spec: PodSpec, infra_image: str) -> PodFact
     if any(s.id == pod_id for s in mine):
         return PodFacts(stored=mine, dirs=dirs(view, pod_id, obj))
     image = spec.infra_image or infra_image
+    if model.parse_image(image) is None:
+        return PodFacts(stored=mine)  # the plan fails it, naming the reference
     return PodFacts(stored=mine, image_present=view.runtime.images.resolve(image) is not None)
 
 

@@ -205,7 +205,10 @@ async def test_an_image_pull_secret_lets_the_pull_through_and_never_shows(
         await kube.aio.create(secret)
         await ready_pod(kube, storage_pod("without"))
         await ready_pod(kube, storage_pod("with", imagePullSecrets=[{"name": "regcred"}]))
-        await kube.aio.create(storage_container("denied", "without", private))
+        # Always: the allowed container's pull must not put the image there for it first.
+        denied_spec = storage_container("denied", "without", private)
+        denied_spec["spec"]["imagePullPolicy"] = "Always"
+        await kube.aio.create(denied_spec)
         await kube.aio.create(storage_container("allowed", "with", private))
         ctr = await wait_for_phase(kube, CONTAINERS, "allowed", "Started")
         denied = await wait_for_status(kube, CONTAINERS, "denied", reason="ErrImagePull")

@@ -91,6 +91,11 @@ async def test_every_call_the_agent_makes_is_granted_by_the_cluster_role(
         await wait_for_status(kube, PODS, "web", where=lambda s: len(s["containers"]) == 1)
         await kube.aio.delete(PODS, NAMESPACE, "web")
         await wait_gone(kube, PODS, "web")
+        # A container that only names the pod stays, waiting for it; deleting it is a user's.
+        await wait_for_status(
+            kube, CONTAINERS, "tool", where=lambda s: s.get("reason") == "PodNotFound"
+        )
+        await kube.aio.delete(CONTAINERS, NAMESPACE, "tool")
         await wait_gone(kube, CONTAINERS, "tool")
         # an orphan pass (lists both kinds) has run by the time these were seen
         await wait_until(lambda: ("podstore.dev", PODS, "list") in used_by_agent(kube))

@@ -156,9 +156,18 @@ async def test_an_agent_killed_while_deleting_finishes_the_deletion_after_a_rest
     agent.start()
     for name in ("alpha", "beta"):
         await wait_gone(kube, PODS, name)
-    await wait_until(lambda: _no_containers(kube))
+    # The owned members went with their pods; the standalone ones stay, without storage.
+    left = await wait_until(lambda: _only_standalone_waiting(kube))
+    assert sorted(c["metadata"]["name"] for c in left) == ["alpha-tool", "beta-tool"]
     assert await in_thread(podstore_containers, store) == []
 
 
-async def _no_containers(kube):
-    return not (await kube.aio.list(CONTAINERS, NAMESPACE))["items"]
+async def _only_standalone_waiting(kube):
+    items = (await kube.aio.list(CONTAINERS, NAMESPACE))["items"]
+    if any(c["metadata"].get("ownerReferences") for c in items):
+        return None
+    if any((c.get("status") or {}).get("reason") != "PodNotFound" for c in items):
+        return None
+    if any((c.get("status") or {}).get("containerID") for c in items):
+        return None
+    return items

@@ -817,3 +817,19 @@ def test_an_orphan_goes_only_after_its_grace_period():
 def test_same_image_compares_normalized_references_and_ids(stored, spec, same):
     parsed = model.parse_container_spec({"image": "busybox:1", **spec})
     assert same_image(member(image_name=stored), parsed) is same
+
+
+@pytest.mark.parametrize(
+    ("spec", "ctx", "where"),
+    [
+        pytest.param({"infraImage": "UPPER/case:1"}, CTX, "spec.infraImage", id="pods-own"),
+        pytest.param({}, replace(CTX, infra_image="bad tag:x"), "--infra-image", id="agents"),
+    ],
+)
+def test_a_malformed_infra_image_fails_the_pod_naming_where_it_came_from(spec, ctx, where):
+    plan = plan_pod(pod_obj(spec), PodFacts(), ctx)
+    assert plan is not None
+    assert plan.outcome is not None
+    assert plan.outcome.reason == "InvalidImageName"
+    assert where in plan.outcome.status["message"]
+    assert plan.actions == ()
