@@ -47,14 +47,18 @@ class CreateContainer:
 
 @dataclass(frozen=True)
 class WriteTemplate:
-    """Write the runtime config template of ``container_id`` (and record its hash)."""
+    """Write the runtime config template of ``container_id``.
+
+    For a container that exists already (``update_labels``), its metadata's labels
+    become ``labels`` too: they carry the template's hash, which is how the next
+    pass knows the template is in step with the spec.
+    """
 
     container_id: str
     spec: ContainerSpec
     pod: ObjectRef
-    template_hash: str
-    # The hash label goes into the metadata as well (an existing container).
-    update_label: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    update_labels: bool = False
 
 
 @dataclass(frozen=True)

@@ -472,6 +472,7 @@ def _converge(
     if existing is not None and not existing.layer_named:
         steps.append(NameLayer(cid))
     wanted_hash = spec.process_hash()
+    labels = storage_labels(ctr.ref, ctx, **{model.LABEL_TEMPLATE: wanted_hash})
     if existing is not None and not same_image(existing, spec):
         steps.append(Remove(cid))
         steps.append(
@@ -499,12 +500,11 @@ def _converge(
             return Plan(tuple(steps), outcome=waiting(ctr, pull, ctx), container_id=cid)
         if pull is not None:
             steps.append(pull)
-        labels = storage_labels(ctr.ref, ctx, **{model.LABEL_TEMPLATE: wanted_hash})
         steps.append(CreateContainer(ctr.ref, pod.ref, cid, pod_id, pod_spec.attempt, spec, labels))
-        steps.append(WriteTemplate(cid, spec, pod.ref, wanted_hash))
+        steps.append(WriteTemplate(cid, spec, pod.ref, labels))
         steps.append(Emit("Normal", "Created", f"storage container {cid[:12]}"))
     elif existing.labels.get(model.LABEL_TEMPLATE) != wanted_hash or not facts.template_present:
-        steps.append(WriteTemplate(cid, spec, pod.ref, wanted_hash, update_label=True))
+        steps.append(WriteTemplate(cid, spec, pod.ref, labels, update_labels=True))
         mountpoint = rendered or str(ctr.status.get("mountPoint") or "")
         if mounted and mountpoint:
             # Without a known mountpoint the start below mounts and renders.

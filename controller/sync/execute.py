@@ -258,8 +258,8 @@ class Executor:
         return configs
 
     def _write_template(self, step: WriteTemplate, config: ImageConfig | None) -> None:
-        existing = self.view.get(step.container_id) if step.update_label else None
-        if step.update_label:
+        existing = self.view.get(step.container_id) if step.update_labels else None
+        if step.update_labels:
             config = self.runtime.images.config(existing.metadata.image_id) if existing else None
         spec = step.spec
         template = build_template(
@@ -280,8 +280,7 @@ class Executor:
         )
         self.runtime.write_config_template(step.container_id, template)
         if existing is not None:
-            labels = dict(existing.metadata.labels, **{model.LABEL_TEMPLATE: step.template_hash})
-            meta = replace(existing.metadata, labels=labels)
+            meta = replace(existing.metadata, labels=dict(step.labels))
             self.runtime.set_container_metadata(step.container_id, meta)
             self.view.put_metadata(step.container_id, meta)
 

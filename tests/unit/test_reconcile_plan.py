@@ -569,7 +569,7 @@ def test_a_new_container_is_made_in_its_pods_sandbox_with_its_template_hash():
     assert create.spec.image_id == IMAGE_ID
     assert create.spec.mount_label == "l"
     assert create.labels[model.LABEL_TEMPLATE] == create.spec.process_hash()
-    assert plan.actions[1] == WriteTemplate(CID, create.spec, POD_REF, create.spec.process_hash())
+    assert plan.actions[1] == WriteTemplate(CID, create.spec, POD_REF, create.labels)
     assert plan.actions[2] == Emit("Normal", "Created", f"storage container {CID[:12]}")
     assert plan.actions[3] == Mount(CID)
     assert plan.actions[4] == Emit("Normal", "Started", "mounted at {mountpoint}")
@@ -597,7 +597,9 @@ def test_a_rewritten_template_of_an_existing_container_updates_its_label():
     assert plan is not None
     step = plan.actions[0]
     assert isinstance(step, WriteTemplate)
-    assert step.update_label
+    assert step.update_labels
+    assert step.labels[model.LABEL_TEMPLATE] == step.spec.process_hash()
+    assert step.labels[model.LABEL_UID] == CTR_UID
     assert plan.actions[1] == Emit("Normal", "ConfigUpdated", "runtime config template rewritten")
 
 
