@@ -114,6 +114,14 @@ CONTAINER_TEMPLATE: Final[Mapping[str, JSON]] = {
         enum=list(STATES),
         default="Started",
     ),
+    "labels": {
+        "type": "object",
+        "description": "Labels copied into the storage container's metadata (its labels), "
+        "for the tools that read the store (podstore ps -l KEY=VALUE). Keys are Kubernetes "
+        "label keys; podstore.dev/ ones are podstore's own and are refused.",
+        "maxProperties": 64,
+        "additionalProperties": {"type": "string", "maxLength": 63},
+    },
 }
 
 _CONDITIONS_ITEM: Final[JSON] = {

@@ -47,6 +47,7 @@ LABEL_SOURCE = "podstore.dev/source"
 LABEL_TEMPLATE = "podstore.dev/template-hash"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 class SpecError(ValueError):
@@ -97,10 +98,20 @@ class ContainerSpec:
     state: str = schema.default(_TEMPLATE["state"])
     # ``image`` parsed once, the way containers/image normalizes it.
     image_ref: ImageReference | None = None
+    # Copied into the storage container's metadata labels.
+    labels: tuple[tuple[str, str], ...] = ()
 
     def process_hash(self) -> str:
-        """Digest of what the runtime config template is built from."""
-        data = [self.command, self.args, list(self.env), self.working_dir, self.mount_label]
+        """Digest of what the runtime config template (and the metadata's labels) come from."""
+        data: list[Any] = [
+            self.command,
+            self.args,
+            list(self.env),
+            self.working_dir,
+            self.mount_label,
+        ]
+        if self.labels:  # absent from the hash when unused: older containers keep theirs
+            data.append(list(self.labels))
         return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:16]
 
 
@@ -194,6 +205,7 @@ def parse_container_spec(
         working_dir=working_dir,
         mount_label=_str(spec, "mountLabel", path),
         state=_enum(spec, "state", path, _TEMPLATE["state"]),
+        labels=_labels(spec, path),
     )
 
 
@@ -204,6 +216,28 @@ def image_problem(value: str) -> str:
     except InvalidName as err:
         return str(err)
     return ""
+
+
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def _labels(spec: Mapping[str, Any], path: str) -> tuple[tuple[str, str], ...]:
+    """Kubernetes label keys and values; podstore.dev/ keys are podstore's own."""
+    raw = spec.get("labels") or {}
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{path}.labels", "must be a map of label keys to values")
+    out: list[tuple[str, str]] = []
+    for key, value in sorted(raw.items()):
+        prefix, _, name = str(key).rpartition("/")
+        if not _LABEL_NAME.fullmatch(name) or (prefix and not _DNS_SUBDOMAIN.fullmatch(prefix)):
+            raise SpecError(f"{path}.labels", f"{key!r} is not a label key ([prefix/]name)")
+        if prefix == GROUP or prefix.endswith(f".{GROUP}"):
+            raise SpecError(f"{path}.labels", f"{key!r}: {GROUP}/ labels are podstore's own")
+        if not isinstance(value, str) or not _LABEL_VALUE.fullmatch(value):
+            raise SpecError(f"{path}.labels[{key}]", f"{value!r} is not a label value")
+        out.append((str(key), value))
+    return tuple(out)
 
 
 def parse_image(value: str) -> ImageReference | None:

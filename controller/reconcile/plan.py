@@ -138,9 +138,13 @@ class Object:
 # -- labels ---------------------------------------------------------------------
 
 
-def storage_labels(ref: ObjectRef, ctx: Context, **extra: str) -> dict[str, str]:
-    """The labels in a storage container's metadata that tie it to its object."""
-    labels = {
+def storage_labels(
+    ref: ObjectRef, ctx: Context, user: Sequence[tuple[str, str]] = (), **extra: str
+) -> dict[str, str]:
+    """The labels in a storage container's metadata: the spec's (``user``), then the ones
+    that tie it to its object (which win)."""
+    labels = dict(user)
+    labels |= {
         model.LABEL_KIND: ref.kind,
         model.LABEL_NAMESPACE: ref.namespace,
         model.LABEL_NAME: ref.name,
@@ -472,7 +476,7 @@ def _converge(
     if existing is not None and not existing.layer_named:
         steps.append(NameLayer(cid))
     wanted_hash = spec.process_hash()
-    labels = storage_labels(ctr.ref, ctx, **{model.LABEL_TEMPLATE: wanted_hash})
+    labels = storage_labels(ctr.ref, ctx, spec.labels, **{model.LABEL_TEMPLATE: wanted_hash})
     if existing is not None and not same_image(existing, spec):
         steps.append(Remove(cid))
         steps.append(
