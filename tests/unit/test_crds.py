@@ -464,3 +464,26 @@ def test_openapi_nullable_and_int_or_string_are_understood() -> None:
     for spec in ({"port": 80}, {"port": "http"}, {"note": None}, {"free": {"any": [1]}}):
         assert catalog.validate({**thing, "spec": spec}) == [], spec
     assert paths(catalog.validate({**thing, "spec": {"port": 1.5}})) == ["spec.port"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "labels", "ok"),
+    [
+        pytest.param("StorageContainer", {"team": "web"}, True, id="container"),
+        pytest.param("StorageContainer", {"team": 1}, False, id="container-non-string"),
+        pytest.param("StoragePod", {"team": "web"}, True, id="pod-template"),
+        pytest.param("StoragePod", {"team": "x" * 64}, False, id="pod-template-too-long"),
+    ],
+)
+def test_both_kinds_take_spec_labels_from_the_one_schema(kind, labels, ok) -> None:
+    if kind == "StorageContainer":
+        spec: dict[str, Any] = {"podName": "web", "image": "busybox:1", "labels": labels}
+    else:
+        spec = {"nodeName": "n", "containers": [{"name": "app", "image": "b:1", "labels": labels}]}
+    obj = {
+        "apiVersion": "podstore.dev/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": spec,
+    }
+    assert (crds.validate(obj) == []) is ok

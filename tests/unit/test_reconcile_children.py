@@ -36,6 +36,7 @@ FULL_TEMPLATE: dict[str, Any] = {
     "workingDir": "/work",
     "mountLabel": "system_u:object_r:container_file_t:s0",
     "state": "Stopped",
+    "labels": {"team": "web"},
 }
 
 

@@ -660,3 +660,35 @@ def test_a_reconciler_labels_containers_with_their_object_node_and_source():
         model.LABEL_SOURCE: "files",
         "extra": "1",
     }
+
+
+@pytest.mark.parametrize(
+    ("labels", "problem"),
+    [
+        pytest.param(
+            {"team": "web", "example.com/tier": ""}, None, id="keys-with-and-without-prefix"
+        ),
+        pytest.param({"-bad": "x"}, "is not a label key", id="bad-name"),
+        pytest.param({"Bad_Prefix/x": "y"}, "is not a label key", id="bad-prefix"),
+        pytest.param({"podstore.dev/uid": "x"}, "podstore's own", id="podstore-key"),
+        pytest.param({"node.podstore.dev/x": "y"}, "podstore's own", id="podstore-subdomain"),
+        pytest.param({"team": "no spaces"}, "is not a label value", id="bad-value"),
+        pytest.param({"team": 1}, "is not a label value", id="not-a-string"),
+        pytest.param(["team"], "must be a map", id="not-a-map"),
+    ],
+)
+def test_spec_labels_are_kubernetes_labels_and_never_podstores(labels, problem):
+    spec = {"image": "busybox:1", "labels": labels}
+    if problem is None:
+        assert dict(parse_container_spec(spec).labels) == labels
+        return
+    with pytest.raises(SpecError, match=problem) as caught:
+        parse_container_spec(spec)
+    assert caught.value.field.startswith("spec.labels")
+
+
+def test_labels_change_the_template_hash_only_when_used():
+    plain = parse_container_spec({"image": "busybox:1"})
+    labelled = parse_container_spec({"image": "busybox:1", "labels": {"a": "b"}})
+    assert plain.process_hash() != labelled.process_hash()
+    assert plain.process_hash() == ContainerSpec(pod_name="", image="x").process_hash()

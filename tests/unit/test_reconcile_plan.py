@@ -835,3 +835,26 @@ def test_a_malformed_infra_image_fails_the_pod_naming_where_it_came_from(spec, c
     assert plan.outcome.reason == "InvalidImageName"
     assert where in plan.outcome.status["message"]
     assert plan.actions == ()
+
+
+def test_spec_labels_go_into_the_storage_metadata_and_podstores_own_win():
+    spec = {"labels": {"team": "web", "example.com/tier": "db"}}
+    plan = plan_container(ctr_obj(spec), READY_POD, ContainerFacts(image_present=True), CTX)
+    assert plan is not None
+    create = plan.actions[0]
+    assert isinstance(create, CreateContainer)
+    assert create.labels["team"] == "web"
+    assert create.labels["example.com/tier"] == "db"
+    assert create.labels[model.LABEL_UID] == CTR_UID
+
+
+def test_changed_spec_labels_rewrite_the_metadata_labels():
+    facts = ContainerFacts(stored=(member(),), dirs=DIRS, template_present=True)
+    plan = plan_container(
+        ctr_obj({"labels": {"team": "api"}, "state": "Stopped"}), READY_POD, facts, CTX
+    )
+    assert plan is not None
+    step = plan.actions[0]
+    assert isinstance(step, WriteTemplate)
+    assert step.update_labels
+    assert step.labels["team"] == "api"
