@@ -28,7 +28,7 @@ from controller.reconcile import ChildPlan, Outcome, model
 from controller.reconcile.plan import WAITING_ON_POD
 from controller.storage import ImageService, RuntimeService, Store
 from controller.sync import NodeView, Reconciler
-from controller.sync.driver import Driver
+from controller.sync.driver import Driver, with_status
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class Agent:
         if outcome is None:
             return
         if outcome.reason in WAITING_ON_POD:
-            self._wait_for_pod(_merged(body, outcome.status), outcome.reason)
+            self._wait_for_pod(with_status(body, outcome.status), outcome.reason)
             raise_errors = False  # looked at again by the wait loop, not by kopf's retries
         else:
             self._done_waiting(body)
@@ -296,17 +296,6 @@ def _on_node(child: Mapping[str, Any], node: str) -> dict[str, Any]:
     meta = dict(child["metadata"])
     meta["labels"] = {**(meta.get("labels") or {}), model.LABEL_NODE: node}
     return {**child, "metadata": meta}
-
-
-def _merged(body: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
-    """``body`` with a status merge patch applied (None removes a key)."""
-    merged = dict(body.get("status") or {})
-    for key, value in status.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return dict(body, status=merged)
 
 
 def _uid(obj: Mapping[str, Any]) -> str:

@@ -32,7 +32,7 @@ from controller.manifest.loader import Key, Loaded, Problem
 from controller.manifest.resources import build
 from controller.manifest.state import Entry, StateFile
 from controller.reconcile import ChildPlan, Outcome, model
-from controller.reconcile.status import rfc3339
+from controller.reconcile.status import merge_patch, rfc3339
 from controller.storage.errors import StorageError
 from controller.sync import Reconciler
 from controller.sync.driver import Driver
@@ -318,17 +318,6 @@ class Session:
         self.not_before.pop(entry.key, None)
         report.removed.append(entry)
         log.info("%s removed from the store", entry.key)
-
-
-def merge_patch(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """``current`` with a status merge patch applied (None removes a key)."""
-    out = dict(current)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = value
-    return out
 
 
 def settled_ok(entry: Entry) -> bool:

@@ -76,3 +76,14 @@ def status_patch(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -
         if current.get(key) != value:
             patch[key] = value
     return patch
+
+
+def merge_patch(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``current`` with a status merge patch applied (None removes a key)."""
+    out = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from controller.reconcile import ChildPlan, model, owned_by, plan_children, status_patch
 from controller.reconcile.plan import WAITING_ON_POD, Outcome
+from controller.reconcile.status import merge_patch
 from controller.sync.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,8 @@ class Driver:
         self, pod: Mapping[str, Any], members: Iterable[Mapping[str, Any]], sink: Sink
     ) -> list[Mapping[str, Any]]:
         """Remove a deleted pod: its owned children go, its storage goes, members that only
-        name it lose their storage and wait for it. Returns those waiting members."""
+        name it lose their storage and wait for it. Returns those waiting members, with the
+        status written."""
         members = list(members)
         sink.write_status(model.POD_KIND, pod, {"phase": "Terminating"})
         standalone = []
@@ -115,9 +117,11 @@ class Driver:
         with self._lock(pod):
             self.reconciler.delete_pod(pod)
         self._forget_lock(pod)
+        waiting = []
         for member in standalone:
-            self.sync_container(member, None, (), sink)
-        return standalone
+            outcome = self.sync_container(member, None, (), sink)
+            waiting.append(with_status(member, outcome.status) if outcome else member)
+        return waiting
 
     # -- containers -------------------------------------------------------------------------
 
@@ -179,3 +183,8 @@ class Driver:
         changes = status_patch(obj.get("status") or {}, status)
         if changes:
             sink.write_status(kind, obj, changes)
+
+
+def with_status(obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
+    """``obj`` with a status merge patch applied (None removes a key), as the API would."""
+    return dict(obj, status=merge_patch(obj.get("status") or {}, status))

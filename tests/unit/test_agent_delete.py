@@ -75,6 +75,9 @@ def test_only_owned_members_are_deleted_and_standalone_ones_wait_for_the_pod() -
 
     assert sink.deleted == ["web-app"]
     assert [m["metadata"]["name"] for m in waiting] == ["mine", "old"]
+    # Handed back as written: whoever looks at them again compares with this status.
+    assert waiting[0]["status"]["reason"] == "PodNotFound"
+    assert "containerID" not in waiting[0]["status"]
     assert rec.calls == [
         ("delete_pod", "web", None),
         ("reconcile_container", "mine", None),

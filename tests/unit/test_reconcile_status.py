@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 from controller.reconcile.plan import _same_conditions, member_summary
-from controller.reconcile.status import Condition, merge_conditions, rfc3339, status_patch
+from controller.reconcile.status import (
+    Condition,
+    merge_conditions,
+    merge_patch,
+    rfc3339,
+    status_patch,
+)
 from controller.sync import Reconciler
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -418,3 +424,17 @@ def test_a_pod_summary_patch_carries_new_entries_and_the_condition_transition():
 )
 def test_a_reconciler_owns_only_the_pods_of_its_node(pod, owned):
     assert reconciler().owns_pod(pod) is owned
+
+
+@pytest.mark.parametrize(
+    ("patch", "want"),
+    [
+        pytest.param({"phase": "Started"}, {"phase": "Started", "reason": "R"}, id="sets"),
+        pytest.param({"reason": None}, {"phase": "Pending"}, id="none-removes"),
+        pytest.param({"gone": None}, {"phase": "Pending", "reason": "R"}, id="absent-none"),
+    ],
+)
+def test_a_status_merge_patch_sets_and_removes_keys(patch, want):
+    current = {"phase": "Pending", "reason": "R"}
+    assert merge_patch(current, patch) == want
+    assert current == {"phase": "Pending", "reason": "R"}
