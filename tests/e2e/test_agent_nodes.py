@@ -206,3 +206,33 @@ async def test_a_container_labelled_for_a_node_its_pod_is_not_on_says_so(kube, s
     assert ctr["status"]["phase"] == "Pending"
     assert "node-b" in ctr["status"]["message"]
     assert await in_thread(names_in, store) == []
+
+
+async def test_a_labelled_container_waiting_for_its_pod_writes_nothing_until_the_pod_comes(
+    kube, store, images
+):
+    # resync every second: the wait is the agent's, not kopf's retries or the resync's.
+    agent_a = agent_settings(kube, store, images, node="node-a", resync_interval=1)
+    async with running_agent(agent_a):
+        early = storage_container("early", "late", images.busybox)
+        early["metadata"]["labels"] = {"podstore.dev/node": "node-a"}
+        await kube.aio.create(early)
+        ctr = await wait_for_status(kube, CONTAINERS, "early", reason="PodNotFound")
+        await asyncio.sleep(1.5)  # the first status and kopf's bookkeeping settle
+        settled = len(kube.requests)
+        before = await kube.aio.get(CONTAINERS, NAMESPACE, "early")
+        await asyncio.sleep(4)
+        writes = [
+            (r.method, r.subresource)
+            for r in kube.requests[settled:]
+            if r.name == "early" and r.method in ("PATCH", "PUT", "POST")
+        ]
+        quiet = await kube.aio.get(CONTAINERS, NAMESPACE, "early")
+
+        await kube.aio.create(storage_pod("late", "node-a"))
+        started = await wait_for_phase(kube, CONTAINERS, "early", "Started")
+
+    assert ctr["status"]["phase"] == "Pending"
+    assert writes == [], f"writes while nothing changed: {writes}"
+    assert quiet["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert started["status"]["containerID"]
