@@ -402,7 +402,7 @@ class Store:
             done = self._run_batch("mount", args, chunk, results)
             if done is None:
                 continue
-            parsed = parse_mount_many(done.stdout, chunk, self.runner.space_paths)
+            parsed = parse_mount_many(done.stdout, chunk, (self.root, self.run_root))
             for id in chunk:
                 if id in parsed:
                     results[id] = parsed[id]
@@ -421,7 +421,7 @@ class Store:
             done = self._run_batch("unmount", args, chunk, results)
             if done is None:
                 continue
-            parsed = parse_unmount_many(done.stdout, chunk, self.runner.space_paths)
+            parsed = parse_unmount_many(done.stdout, chunk, (self.root, self.run_root))
             for id in chunk:
                 if id in parsed:
                     results[id] = parsed[id]
@@ -437,7 +437,7 @@ class Store:
             done = self._run_batch("delete-container", ["--json"], chunk, results)
             if done is None:
                 continue
-            parsed = parse_delete_many(done.stdout, chunk, self.runner.space_paths)
+            parsed = parse_delete_many(done.stdout, chunk, (self.root, self.run_root))
             for id in chunk:
                 if id in parsed:
                     results[id] = parsed[id]
@@ -455,7 +455,8 @@ class Store:
         for chunk in _chunks(wanted):
             done = self.runner.run("container", "--json", *chunk, check=False)
             try:
-                data = json.loads(done.stdout or "[]")
+                # Unknown keys are left out, with exit 1 and no message: "[]" at least.
+                data = json.loads(done.stdout)
             except ValueError:
                 data = None
             if not isinstance(data, list):
@@ -474,7 +475,7 @@ class Store:
         for chunk in _chunks(wanted):
             done = self.runner.run("metadata", "--json", *chunk, check=False)
             try:
-                data = json.loads(done.stdout or "{}")
+                data = json.loads(done.stdout)
             except ValueError:
                 data = None
             if not isinstance(data, dict):
