@@ -382,11 +382,13 @@ class ApiClient:
         function that stops it from another thread."""
         conn = self._connect(timeout + REQUEST_TIMEOUT)
         stopped = threading.Event()
+        # The socket, kept here: http.client hands it to the response (and forgets it)
+        # when the server will close the connection at the end.
+        sockets: list[socket.socket] = []
 
         def stop() -> None:
             stopped.set()
-            sock = conn.sock
-            if sock is not None:
+            for sock in sockets:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
@@ -395,6 +397,10 @@ class ApiClient:
                 conn.request(
                     "GET", self.url(path, {**query, "watch": "true"}), headers=self._headers(None)
                 )
+                if conn.sock is not None:
+                    sockets.append(conn.sock)
+                if stopped.is_set():
+                    return
                 response = conn.getresponse()
                 if response.status >= 400:
                     raise ApiError(response.status, response.reason, response.read())
