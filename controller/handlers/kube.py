@@ -14,65 +14,51 @@ import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
-
-from kubernetes import client, config, watch
-from kubernetes.client.exceptions import ApiException
+from urllib.parse import quote
 
 from controller.handlers.access import uses
+from controller.handlers.apiclient import ApiClient, ApiError, Credentials, load
 from controller.reconcile import model
 
 log = logging.getLogger(__name__)
 
+# Kept for callers that caught the kubernetes package's error: the same ``status``.
+ApiException = ApiError
+MERGE_PATCH = "application/merge-patch+json"
+
 
 class _Client:
     lock = threading.Lock()
-    api: client.ApiClient | None = None
+    api: ApiClient | None = None
     kubeconfig: str = ""
 
 
-def configure(kubeconfig: str = "") -> client.Configuration:
+def configure(kubeconfig: str = "") -> Credentials:
     """Load credentials: the given kubeconfig, else in-cluster, else the default kubeconfig."""
-    configuration = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    else:
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
+    credentials = load(kubeconfig)
     with _Client.lock:
         if _Client.api is not None:
             _Client.api.close()
-        _Client.api = client.ApiClient(configuration)
+        _Client.api = ApiClient(credentials)
         _Client.kubeconfig = kubeconfig
-    return configuration
+    return credentials
 
 
-def api_client() -> client.ApiClient:
+def api_client() -> ApiClient:
     """The API client that :func:`configure` made (made with defaults on first use)."""
     with _Client.lock:
         api = _Client.api
-    return api if api is not None else client.ApiClient(configure())
+    if api is not None:
+        return api
+    configure()
+    with _Client.lock:
+        assert _Client.api is not None  # noqa: S101 - configure() just set it
+        return _Client.api
 
 
 def connection_info() -> dict[str, Any]:
     """The client's credentials, as the fields of kopf's ConnectionInfo."""
-    cfg = api_client().configuration
-    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
-        "authorization"
-    )
-    scheme, _, token = (header or "").rpartition(" ")
-    return {
-        "server": cfg.host,
-        "ca_path": cfg.ssl_ca_cert,
-        "insecure": not cfg.verify_ssl,
-        "username": cfg.username or None,
-        "password": cfg.password or None,
-        "scheme": scheme or None,
-        "token": token or None,
-        "certificate_path": cfg.cert_file,
-        "private_key_path": cfg.key_file,
-    }
+    return api_client().credentials.connection_info()
 
 
 def reset_client() -> None:
@@ -83,21 +69,32 @@ def reset_client() -> None:
         _Client.api = None
 
 
-def _custom() -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(api_client())
+def _path(namespace: str | None, plural: str, name: str = "", sub: str = "") -> str:
+    """The URL path of a podstore.dev resource (all of a kind when ``namespace`` is None)."""
+    path = f"/apis/{model.GROUP}/{model.VERSION}"
+    if namespace is not None:
+        path += f"/namespaces/{quote(namespace, safe='')}"
+    path += f"/{plural}"
+    if name:
+        path += f"/{quote(name, safe='')}"
+    if sub:
+        path += f"/{sub}"
+    return path
 
 
 @uses("", "secrets", "get")
 def docker_config(namespace: str, name: str) -> Mapping[str, Any] | None:
     """The registry credentials in an image pull secret; None when absent or unusable."""
     try:
-        secret = client.CoreV1Api(api_client()).read_namespaced_secret(name, namespace)
+        secret = api_client().request(
+            "GET", f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets/{quote(name, safe='')}"
+        )
     except ApiException as err:
         if err.status in (403, 404):
             log.warning("image pull secret %s/%s: HTTP %s", namespace, name, err.status)
             return None
         raise
-    data = secret.data or {}
+    data = (secret.get("data") if isinstance(secret, Mapping) else None) or {}
     raw = data.get(".dockerconfigjson") or data.get(".dockercfg")
     if not raw:
         log.warning("image pull secret %s/%s holds no docker config", namespace, name)
@@ -117,9 +114,7 @@ def docker_config(namespace: str, name: str) -> Mapping[str, Any] | None:
 def create_container(body: Mapping[str, Any]) -> None:
     namespace = body["metadata"]["namespace"]
     try:
-        _custom().create_namespaced_custom_object(
-            model.GROUP, model.VERSION, namespace, model.CONTAINER_PLURAL, dict(body)
-        )
+        api_client().request("POST", _path(namespace, model.CONTAINER_PLURAL), body=dict(body))
     except ApiException as err:
         if err.status != 409:  # made by an earlier pass already
             raise
@@ -127,22 +122,18 @@ def create_container(body: Mapping[str, Any]) -> None:
 
 @uses(model.GROUP, model.CONTAINER_PLURAL, "patch")
 def patch_container_spec(namespace: str, name: str, spec_patch: Mapping[str, Any]) -> None:
-    _custom().patch_namespaced_custom_object(
-        model.GROUP,
-        model.VERSION,
-        namespace,
-        model.CONTAINER_PLURAL,
-        name,
-        {"spec": dict(spec_patch)},
+    api_client().request(
+        "PATCH",
+        _path(namespace, model.CONTAINER_PLURAL, name),
+        body={"spec": dict(spec_patch)},
+        content_type=MERGE_PATCH,
     )
 
 
 @uses(model.GROUP, model.CONTAINER_PLURAL, "delete")
 def delete_container(namespace: str, name: str) -> None:
     try:
-        _custom().delete_namespaced_custom_object(
-            model.GROUP, model.VERSION, namespace, model.CONTAINER_PLURAL, name
-        )
+        api_client().request("DELETE", _path(namespace, model.CONTAINER_PLURAL, name))
     except ApiException as err:
         if err.status != 404:
             raise
@@ -152,9 +143,7 @@ def delete_container(namespace: str, name: str) -> None:
 def get_pod(namespace: str, name: str) -> Mapping[str, Any] | None:
     """A StoragePod as the API has it now; None when it does not exist."""
     try:
-        found: Any = _custom().get_namespaced_custom_object(
-            model.GROUP, model.VERSION, namespace, model.POD_PLURAL, name
-        )
+        found: Any = api_client().request("GET", _path(namespace, model.POD_PLURAL, name))
     except ApiException as err:
         if err.status == 404:
             return None
@@ -165,8 +154,11 @@ def get_pod(namespace: str, name: str) -> Mapping[str, Any] | None:
 @uses(model.GROUP, f"{model.POD_PLURAL}/status", "patch")
 def patch_pod_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
     try:
-        _custom().patch_namespaced_custom_object_status(
-            model.GROUP, model.VERSION, namespace, model.POD_PLURAL, name, {"status": dict(status)}
+        api_client().request(
+            "PATCH",
+            _path(namespace, model.POD_PLURAL, name, "status"),
+            body={"status": dict(status)},
+            content_type=MERGE_PATCH,
         )
     except ApiException as err:
         if err.status != 404:
@@ -198,8 +190,8 @@ def _items_and_version(found: Any) -> tuple[list[Mapping[str, Any]], str]:
 @uses(model.GROUP, model.POD_PLURAL, "list")
 def list_pod_uids(node: str) -> set[str]:
     """The UIDs of one node's StoragePods."""
-    items: Any = _custom().list_cluster_custom_object(
-        model.GROUP, model.VERSION, model.POD_PLURAL, field_selector=pod_field_selector(node)
+    items: Any = api_client().request(
+        "GET", _path(None, model.POD_PLURAL), query={"fieldSelector": pod_field_selector(node)}
     )
     return {str(i["metadata"]["uid"]) for i in items.get("items", [])}
 
@@ -209,8 +201,8 @@ def list_container_uids(node: str) -> set[str]:
     """The UIDs of one node's StorageContainers and of the unassigned ones."""
     uids: set[str] = set()
     for selector in (container_label_selector(node), UNASSIGNED):
-        items: Any = _custom().list_cluster_custom_object(
-            model.GROUP, model.VERSION, model.CONTAINER_PLURAL, label_selector=selector
+        items: Any = api_client().request(
+            "GET", _path(None, model.CONTAINER_PLURAL), query={"labelSelector": selector}
         )
         uids |= {str(i["metadata"]["uid"]) for i in items.get("items", [])}
     return uids
@@ -223,37 +215,28 @@ def list_unassigned(
     """StorageContainers without the node label (of one pod, when named) and the list's version."""
     fields = f"spec.podName={pod_name}" if pod_name else ""
     found: Any
-    if namespace is None:
-        found = _custom().list_cluster_custom_object(
-            model.GROUP, model.VERSION, model.CONTAINER_PLURAL, label_selector=UNASSIGNED
-        )
-    else:
-        found = _custom().list_namespaced_custom_object(
-            model.GROUP,
-            model.VERSION,
-            namespace,
-            model.CONTAINER_PLURAL,
-            label_selector=UNASSIGNED,
-            field_selector=fields,
-        )
+    found = api_client().request(
+        "GET",
+        _path(namespace, model.CONTAINER_PLURAL),
+        query={"labelSelector": UNASSIGNED, "fieldSelector": fields},
+    )
     return _items_and_version(found)
 
 
 @uses(model.GROUP, model.CONTAINER_PLURAL, "watch")
 def watch_unassigned(resource_version: str, timeout: int) -> Any:
     """A watch on the unassigned StorageContainers: an iterator of (type, object), and its stop."""
-    w = watch.Watch()
-    stream = w.stream(
-        _custom().list_cluster_custom_object,
-        model.GROUP,
-        model.VERSION,
-        model.CONTAINER_PLURAL,
-        label_selector=UNASSIGNED,
-        resource_version=resource_version,
-        timeout_seconds=timeout,
-        allow_watch_bookmarks=True,
+    stream, stop = api_client().watch(
+        _path(None, model.CONTAINER_PLURAL),
+        {
+            "labelSelector": UNASSIGNED,
+            "resourceVersion": resource_version,
+            "timeoutSeconds": timeout,
+            "allowWatchBookmarks": "true",
+        },
+        timeout,
     )
-    return ((e.get("type"), e.get("object")) for e in stream), w.stop
+    return ((e.get("type"), e.get("object")) for e in stream), stop
 
 
 @uses(model.GROUP, model.CONTAINER_PLURAL, "patch")
@@ -261,8 +244,11 @@ def label_container(namespace: str, name: str, resource_version: str, node: str)
     """Give a StorageContainer to one node's agent; False when it changed or is gone meanwhile."""
     body = {"metadata": {"resourceVersion": resource_version, "labels": {model.LABEL_NODE: node}}}
     try:
-        _custom().patch_namespaced_custom_object(
-            model.GROUP, model.VERSION, namespace, model.CONTAINER_PLURAL, name, body
+        api_client().request(
+            "PATCH",
+            _path(namespace, model.CONTAINER_PLURAL, name),
+            body=body,
+            content_type=MERGE_PATCH,
         )
     except ApiException as err:
         if err.status in (404, 409):
@@ -295,8 +281,11 @@ def patch_container_status_if(
     """Write a status only onto the version read; False when another writer came first."""
     body = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
     try:
-        _custom().patch_namespaced_custom_object_status(
-            model.GROUP, model.VERSION, namespace, model.CONTAINER_PLURAL, name, body
+        api_client().request(
+            "PATCH",
+            _path(namespace, model.CONTAINER_PLURAL, name, "status"),
+            body=body,
+            content_type=MERGE_PATCH,
         )
     except ApiException as err:
         if err.status in (404, 409):

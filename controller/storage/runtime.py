@@ -14,10 +14,13 @@ making a second; a create that fails part-way deletes what it made. Removing,
 deleting or stopping what is already gone succeeds. Containers whose metadata
 does not say ``managed-by: podstore`` are never changed.
 
-The number of processes per call is kept at the bare CLI's: a create is
-create-container, add-names on the layer and the two directory lookups; a
-start is one inspect and one mount; a stop or delete of a container this
-process already knows is one command.
+A create is two processes, create-container and add-names on the layer (the
+layer cannot be named at create time; add-names takes one layer per process):
+the container's directories are derived as containers/storage builds them,
+checked against the CLI once per store. A start is one mount, a stop one
+unmount, a delete one delete-container of a container this process already
+knows. The ``*_many`` calls do the same for many containers in one process per
+verb, with a result per container.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -347,20 +350,19 @@ class RuntimeService:
         config = self.images.config(image_id) if image_id else None
         return ContainerInfo(container_id, work, run, config)
 
-    def _dirs_of(self, container_id: str) -> tuple[str, str]:
+    def _dirs_of(self, container_id: str, *, known: bool = True) -> tuple[str, str]:
+        """The container's directories, made if need be. ``known``: the caller knows the
+        container exists (it made, listed or mounted it), so they may be derived."""
         with self._lock:
             dirs = self._dirs.get(container_id)
         if dirs is None:
-            dirs = (
-                self.store.container_dir(container_id),
-                self.store.container_run_dir(container_id),
-            )
+            dirs = self.store.container_dirs(container_id, known=known)
             with self._lock:
                 self._dirs[container_id] = dirs
         # Made every time: a container removed behind podstore's back and made again
         # under the same ID has the same paths, but not the folders.
         for path in dirs:
-            os.makedirs(path, mode=0o700, exist_ok=True)
+            make_private_dirs(path)
         return dirs
 
     # -- remove -------------------------------------------------------------
@@ -383,10 +385,16 @@ class RuntimeService:
                 f"{id_or_name!r} names container {infra.id[:12]}, which is not a pod's infra "
                 "container"
             )
+        members = []
         for record in listing:
             member = RuntimeContainerMetadata.from_json(record.metadata)
             if member and member.managed and member.pod_id == infra.id and not member.pod:
-                self._delete(record.id)
+                members.append(record.id)
+        # The members in one process; the infra container only once they are all gone.
+        for cid, result in self.store.delete_many(members).items():
+            if isinstance(result, StorageError):
+                raise result
+            self._forget(cid)
         self._delete(infra.id)
 
     def delete_container(self, id_or_name: str) -> None:
@@ -495,10 +503,194 @@ class RuntimeService:
             with self._lock:
                 dirs = self._dirs.get(container_id)
             try:
-                run_dir = dirs[1] if dirs else self.store.container_run_dir(container_id)
+                run_dir = dirs[1] if dirs else self.store.container_dirs(container_id)[1]
             except ContainerNotKnown:
                 return  # deleted meanwhile: its run dir went with it
             _remove_quietly(os.path.join(run_dir, CONFIG_FILE))
+
+    # -- several containers at once ------------------------------------------
+    #
+    # What one reconcile pass does to many containers, in as few processes as
+    # containers/storage allows: one ``container --json`` for those this process does
+    # not know yet, one ``mounted`` (unless the caller knows), one ``mount`` per mount
+    # label, one ``unmount``, one ``delete-container``. Each result is per key (the ID
+    # or name given): one container's failure fails only that key. Keys are validated
+    # before anything is run.
+
+    def containers_many(
+        self, ids_or_names: Iterable[str]
+    ) -> dict[str, ManagedContainer | StorageError | None]:
+        """Several containers by ID or name (one process): None for those the store does
+        not have, NotOurs for containers podstore did not make."""
+        keys, results = _keys(ids_or_names)
+        if keys:
+            try:
+                found = self.store.containers_many(keys)
+            except StorageError as err:
+                return {**results, **dict.fromkeys(keys, err)}
+            for key in keys:
+                record = found.get(key)
+                if record is None:
+                    results[key] = None
+                    continue
+                try:
+                    meta = self._owned(record)
+                except NotOurs as err:
+                    results[key] = err
+                    continue
+                results[key] = ManagedContainer(
+                    record.id, record.names, record.image, record.layer, record.created, meta
+                )
+        return results
+
+    def start_many(
+        self, ids_or_names: Iterable[str], *, mounted: Collection[str] | None = None
+    ) -> dict[str, str | StorageError]:
+        """Start several containers: mount those not mounted yet (each stays mounted
+        once) and render each one's run config; per key its mountpoint or its error.
+
+        ``mounted`` is the set of container IDs the caller knows to be mounted (from its
+        own ``mounted`` call this pass); without it one ``mounted`` process asks. A
+        container already mounted is not mounted again: its mountpoint is the one its
+        rendered config names (or, without one, is asked from a mount taken back at once).
+        An unknown key gets InvalidContainerID (ContainerNotKnown).
+        """
+        resolved, results = self._resolve_many(ids_or_names, fresh=True)
+        out: dict[str, str | StorageError] = dict(results)
+        ids = list(dict.fromkeys(cid for cid, _ in resolved.values()))
+        if not ids:
+            return out
+        by_id = dict(resolved.values())
+        if mounted is None:
+            try:
+                already = self.store.mounted(ids)
+            except StorageError as err:
+                return {**out, **dict.fromkeys(resolved, err)}
+        else:
+            already = {cid for cid in ids if cid in mounted}
+        points: dict[str, str | StorageError] = {}
+        fresh: set[str] = set()
+        ask: list[str] = []
+        for cid in ids:
+            if cid in already:
+                known_point = rendered_root(self._dirs_of(cid)[1])
+                if known_point:
+                    points[cid] = known_point
+                else:
+                    ask.append(cid)
+        if ask:
+            # Mounted by someone who rendered no config: a mount and an unmount in turn
+            # tell the mountpoint and leave the count as it was.
+            asked = self.store.mount_many(ask)
+            self.store.unmount_many(
+                [c for c, v in asked.items() if isinstance(v, str)], force=False
+            )
+            points.update(asked)
+        by_label: dict[str, list[str]] = {}
+        for cid in ids:
+            if cid not in already:
+                by_label.setdefault(self._label(by_id[cid]), []).append(cid)
+        for label, group in by_label.items():
+            done = self.store.mount_many(group, label=label)
+            points.update(done)
+            fresh.update(c for c, v in done.items() if isinstance(v, str))
+        for cid, point in points.items():
+            if isinstance(point, ContainerNotKnown):
+                with self._lock:  # removed behind podstore's back
+                    self._ours.pop(cid, None)
+                continue
+            if not isinstance(point, str):
+                continue
+            try:
+                self.render_config(cid, point)
+            except StorageError as err:
+                points[cid] = err
+                if cid in fresh:  # a failed start takes back its own mount, only that one
+                    undone = self.store.unmount_many([cid], force=False).get(cid)
+                    if isinstance(undone, StorageError):
+                        log.error("could not undo the mount of %s: %s", cid, undone)
+        for key, (cid, _) in resolved.items():
+            out[key] = points.get(cid, StorageError(f"container {cid!r} was not mounted"))
+        return out
+
+    def stop_many(self, ids_or_names: Iterable[str]) -> dict[str, StorageError | None]:
+        """Unmount several containers (forced: whatever the count); per key None when
+        done (or not mounted, or gone) or its error. Rendered configs are removed."""
+        resolved, results = self._resolve_many(ids_or_names, fresh=False)
+        out: dict[str, StorageError | None] = dict(results)
+        ids = list(dict.fromkeys(cid for cid, _ in resolved.values()))
+        done = self.store.unmount_many(ids, force=True) if ids else {}
+        for cid, result in done.items():
+            if result is True:
+                with self._lock:
+                    dirs = self._dirs.get(cid)
+                run_dir = dirs[1] if dirs else self.store.derived_dirs(cid)[1]
+                # Derived without a check that it exists: only a file is removed.
+                _remove_quietly(os.path.join(run_dir, CONFIG_FILE))
+            elif result is False:
+                self._forget(cid)
+        for key, (cid, _) in resolved.items():
+            outcome = done.get(cid)
+            out[key] = outcome if isinstance(outcome, StorageError) else None
+        return out
+
+    def delete_many(self, ids_or_names: Iterable[str]) -> dict[str, StorageError | None]:
+        """Delete several containers (unmounting them); per key None when deleted (or
+        already gone) or its error. Members before their infra container is the
+        caller's order to keep: all are deleted in one process, in the order given."""
+        resolved, results = self._resolve_many(ids_or_names, fresh=False)
+        out: dict[str, StorageError | None] = dict(results)
+        ids = list(dict.fromkeys(cid for cid, _ in resolved.values()))
+        done = self.store.delete_many(ids) if ids else {}
+        for cid, result in done.items():
+            if not isinstance(result, StorageError):
+                self._forget(cid)
+        for key, (cid, _) in resolved.items():
+            outcome = done.get(cid)
+            out[key] = outcome if isinstance(outcome, StorageError) else None
+        return out
+
+    def _resolve_many(
+        self, ids_or_names: Iterable[str], *, fresh: bool
+    ) -> tuple[dict[str, tuple[str, RuntimeContainerMetadata]], dict[str, Any]]:
+        """Each key's (ID, metadata) when it is podstore's container, and the results of
+        those that are not: their error, or (unknown to the store) InvalidContainerID
+        when ``fresh`` (a start), None otherwise (a stop or delete of what is gone).
+
+        Containers this process knows need no process (for ``fresh``, only while their
+        directory is there); the others are looked up together.
+        """
+        keys, results = _keys(ids_or_names)
+        resolved: dict[str, tuple[str, RuntimeContainerMetadata]] = {}
+        unknown: list[str] = []
+        for key in keys:
+            with self._lock:
+                meta = self._ours.get(key)
+                dirs = self._dirs.get(key)
+            if meta is not None and (not fresh or (dirs is not None and os.path.isdir(dirs[0]))):
+                resolved[key] = (key, meta)
+            else:
+                unknown.append(key)
+        if unknown:
+            for key, found in self.containers_many(unknown).items():
+                if isinstance(found, ManagedContainer):
+                    resolved[key] = (found.id, found.metadata)
+                elif found is None and fresh:
+                    results[key] = ContainerNotKnown(f"container {key!r} is not in the store")
+                else:
+                    results[key] = found
+        return resolved, results
+
+    def _forget(self, container_id: str) -> None:
+        with self._lock:
+            self._ours.pop(container_id, None)
+            self._dirs.pop(container_id, None)
+
+    @staticmethod
+    def _label(meta: RuntimeContainerMetadata) -> str:
+        # Without SELinux a label is a mount option the kernel refuses (overlay's
+        # context=); podman and cri-o apply labels only where SELinux is on.
+        return meta.mount_label if selinux_enabled() else ""
 
     # -- metadata and directories -------------------------------------------
 
@@ -531,7 +723,7 @@ class RuntimeService:
         with self._lock:
             self._dirs.pop(id, None)
         try:
-            return self._dirs_of(id)
+            return self._dirs_of(id, known=False)
         except ContainerNotKnown as err:
             raise InvalidContainerID(f"container {id!r} is not in the store") from err
 
@@ -597,6 +789,37 @@ class RuntimeService:
         with self._lock:
             self._ours[record.id] = meta
         return meta
+
+
+def _keys(ids_or_names: Iterable[str]) -> tuple[list[str], dict[str, Any]]:
+    """The keys that may reach the store (each once, in order) and the errors of those
+    that may not."""
+    keys: list[str] = []
+    errors: dict[str, Any] = {}
+    for key in dict.fromkeys(ids_or_names):
+        try:
+            names.id_or_name(key)
+        except StorageError as err:
+            errors[key] = err
+        else:
+            keys.append(key)
+    return keys, errors
+
+
+def make_private_dirs(path: str) -> None:
+    """``os.makedirs`` with every folder it makes 0700, as containers/storage makes a
+    container's directories (os.makedirs gives only the last one the mode)."""
+    missing: list[str] = []
+    current = path
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, 0o700)
 
 
 def selinux_enabled() -> bool:

@@ -9,13 +9,16 @@ onto the error family. It knows nothing of pods: that is ``runtime``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controller.storage.command import Completed, Runner
+from controller.storage import names
+from controller.storage.command import Completed, Runner, full_filesystem
 from controller.storage.errors import (
     CommandError,
     ContainerNotKnown,
@@ -23,11 +26,20 @@ from controller.storage.errors import (
     ImageNotFound,
     InvalidName,
     NameConflict,
+    NoSpace,
     StorageError,
 )
 
+log = logging.getLogger(__name__)
+
 TOOL = "containers-storage"
 _DRIVER = re.compile(r"^[a-z0-9]+$")
+# IDs per process in the batch verbs: far below the kernel's argument limit, and a
+# failed batch (a lock held too long) takes no more than this many with it.
+BATCH = 256
+# The last component of a container's directories in containers/storage (store.go,
+# ContainerDirectory and ContainerRunDirectory: <root>/<driver>-containers/<id>/userdata).
+_USERDATA = "userdata"
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,12 @@ class Store:
         self.runner = Runner(
             TOOL, prefix=prefix, timeout=timeout, space_paths=(self.root, self.run_root)
         )
+        # Where container directories are: derived from the store's location the way
+        # containers/storage builds them, checked against the CLI for the first
+        # container asked about (see container_dirs).
+        self._dirs_lock = threading.Lock()
+        self._dir_bases: tuple[str, str] | None = None
+        self._dirs_checked = False
 
     def __repr__(self) -> str:
         return f"Store(root={self.root!r}, run_root={self.run_root!r}, driver={self.driver!r})"
@@ -239,6 +257,82 @@ class Store:
             raise CommandError(TOOL, verb, done.returncode, done.stderr)
         return done.stdout.strip()
 
+    def derived_dirs(self, id: str) -> tuple[str, str]:
+        """The container's directory and run directory as containers/storage builds them:
+        ``<root>/<driver>-containers/<id>/userdata`` and the same under the run root.
+
+        No process and no check that the container exists; the ID is validated first
+        (it becomes part of a path).
+        """
+        names.container_id(id)
+        with self._dirs_lock:
+            bases = self._dir_bases
+        if bases is None:
+            bases = _default_bases(self.root, self.run_root, self.driver)
+        return (
+            os.path.join(bases[0], id, _USERDATA),
+            os.path.join(bases[1], id, _USERDATA),
+        )
+
+    def container_dirs(self, id: str, *, known: bool = True) -> tuple[str, str]:
+        """The container's directory and run directory, without a process when possible.
+
+        The first call on this Store asks ``get-container-dir`` and
+        ``get-container-run-dir`` and compares their answers with :meth:`derived_dirs`;
+        later calls derive when they matched (or when the answers showed the same shape
+        under other folders, which are then used), and always ask when they did not.
+        ``known`` says the caller knows the container exists (it just made or listed
+        it); otherwise a derived directory that is not on disk is asked about, so that
+        an unknown container still raises :class:`ContainerNotKnown`.
+        """
+        names.container_id(id)
+        with self._dirs_lock:
+            checked, bases = self._dirs_checked, self._dir_bases
+        if not checked:
+            asked = (self.container_dir(id), self.container_run_dir(id))
+            self._learn_bases(id, asked)
+            return asked
+        if bases is None:
+            return (self.container_dir(id), self.container_run_dir(id))
+        derived = self.derived_dirs(id)
+        if known or os.path.isdir(os.path.dirname(derived[0])):
+            return derived
+        # Not on disk: an unknown container, or one whose directory was never made
+        # (create-container does not make it); the CLI tells them apart.
+        return (self.container_dir(id), self.container_run_dir(id))
+
+    def _learn_bases(self, id: str, asked: tuple[str, str]) -> None:
+        expected = _default_bases(self.root, self.run_root, self.driver)
+        shape = tuple(
+            os.path.dirname(os.path.dirname(path))
+            if os.path.basename(path) == _USERDATA and os.path.basename(os.path.dirname(path)) == id
+            else None
+            for path in asked
+        )
+        bases: tuple[str, str] | None = None
+        if shape[0] is not None and shape[1] is not None:
+            bases = (shape[0], shape[1])
+            if bases != expected:
+                log.info(
+                    "containers-storage keeps container directories under %s and %s, not "
+                    "%s and %s; deriving them from there",
+                    bases[0],
+                    bases[1],
+                    expected[0],
+                    expected[1],
+                )
+        else:
+            log.warning(
+                "containers-storage answered %s and %s for container %s, which is not "
+                "<folder>/<id>/userdata; asking it for every container's directories",
+                asked[0],
+                asked[1],
+                id,
+            )
+        with self._dirs_lock:
+            self._dir_bases = bases
+            self._dirs_checked = True
+
     def mount(self, id: str, *, label: str = "") -> str:
         """Mount a container's layer; returns the mountpoint."""
         args = ["--json"]
@@ -284,6 +378,128 @@ class Store:
             if state == "mounted" and ident:
                 found.add(ident)
         return found
+
+    # -- several containers in one process ------------------------------------
+    #
+    # mount, unmount, delete-container, container and metadata take several IDs and go
+    # on after one fails (containers-storage 1.43: mount --json, unmount --json and
+    # delete-container --json print one entry per ID with its error; container --json
+    # and metadata --json leave the unknown ones out). The results are per ID: one
+    # container's failure is its own. An ID that is not valid never reaches the command
+    # line; its result is InvalidContainerID.
+
+    def mount_many(self, ids: Iterable[str], *, label: str = "") -> dict[str, str | StorageError]:
+        """Mount the layers of several containers; per ID its mountpoint or its error.
+
+        Every ID given is mounted once more (containers/storage counts mounts): callers
+        pass only those not mounted yet.
+        """
+        results, valid = _validated(ids)
+        args = ["--json"]
+        if label:
+            args += ["--label", label]
+        for chunk in _chunks(valid):
+            done = self._run_batch("mount", args, chunk, results)
+            if done is None:
+                continue
+            parsed = parse_mount_many(done.stdout, chunk, (self.root, self.run_root))
+            for id in chunk:
+                if id in parsed:
+                    results[id] = parsed[id]
+                else:  # not answered for: on its own
+                    results[id] = _each(self.mount, id, label=label)
+        return results
+
+    def unmount_many(
+        self, ids: Iterable[str], *, force: bool = True
+    ) -> dict[str, bool | StorageError]:
+        """Unmount several containers' layers; per ID True (unmounted, or it was not
+        mounted), False (the container is gone) or its error."""
+        results, valid = _validated(ids)
+        args = ["--json"] + (["--force"] if force else [])
+        for chunk in _chunks(valid):
+            done = self._run_batch("unmount", args, chunk, results)
+            if done is None:
+                continue
+            parsed = parse_unmount_many(done.stdout, chunk, (self.root, self.run_root))
+            for id in chunk:
+                if id in parsed:
+                    results[id] = parsed[id]
+                else:
+                    results[id] = _each(self.unmount, id, force=force)
+        return results
+
+    def delete_many(self, ids: Iterable[str]) -> dict[str, bool | StorageError]:
+        """Delete several containers; per ID True (deleted), False (already gone) or its
+        error. A mounted container is unmounted by the delete."""
+        results, valid = _validated(ids)
+        for chunk in _chunks(valid):
+            done = self._run_batch("delete-container", ["--json"], chunk, results)
+            if done is None:
+                continue
+            parsed = parse_delete_many(done.stdout, chunk, (self.root, self.run_root))
+            for id in chunk:
+                if id in parsed:
+                    results[id] = parsed[id]
+                else:
+                    results[id] = _each(self.delete_container, id)
+        return results
+
+    def containers_many(self, ids_or_names: Iterable[str]) -> dict[str, StorageContainer | None]:
+        """Several containers by ID or name in one process; None for those the store
+        does not have. Raises when the store cannot be read at all."""
+        wanted = list(dict.fromkeys(ids_or_names))
+        for key in wanted:
+            names.id_or_name(key)
+        found: dict[str, StorageContainer | None] = {}
+        for chunk in _chunks(wanted):
+            done = self.runner.run("container", "--json", *chunk, check=False)
+            try:
+                # Unknown keys are left out, with exit 1 and no message: "[]" at least.
+                data = json.loads(done.stdout)
+            except ValueError:
+                data = None
+            if not isinstance(data, list):
+                raise CommandError(TOOL, "container", done.returncode, done.stderr or done.stdout)
+            found.update(match_containers(data, chunk))
+        return found
+
+    def metadata_many(self, ids: Iterable[str]) -> dict[str, str | None]:
+        """The metadata field of several containers in one process; None for IDs the
+        store does not have. (``metadata`` looks up layers and images too: pass
+        container IDs only.)"""
+        wanted = list(dict.fromkeys(ids))
+        for id in wanted:
+            names.container_id(id)
+        found: dict[str, str | None] = {}
+        for chunk in _chunks(wanted):
+            done = self.runner.run("metadata", "--json", *chunk, check=False)
+            try:
+                data = json.loads(done.stdout)
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                raise CommandError(TOOL, "metadata", done.returncode, done.stderr or done.stdout)
+            for id in chunk:
+                value = data.get(id)
+                found[id] = value if isinstance(value, str) else None
+        return found
+
+    def _run_batch(
+        self,
+        verb: str,
+        args: Sequence[str],
+        chunk: Sequence[str],
+        results: dict[str, Any],
+    ) -> Completed | None:
+        """Run one batch; when the process itself fails (a lock held too long, a
+        timeout), every ID of the chunk gets that error and None is returned."""
+        try:
+            return self.runner.run(verb, *args, *chunk, check=False)
+        except StorageError as err:
+            for id in chunk:
+                results[id] = err
+            return None
 
     # -- images -------------------------------------------------------------
 
@@ -365,6 +581,148 @@ class Store:
         self.runner.run("shutdown")
 
 
+def _validated(ids: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
+    """Results holding InvalidContainerID for the IDs that may not reach the command
+    line, and the valid ones (each once, in order)."""
+    results: dict[str, Any] = {}
+    valid: list[str] = []
+    for id in dict.fromkeys(ids):
+        try:
+            names.container_id(id)
+        except InvalidName as err:
+            results[id] = err
+        else:
+            valid.append(id)
+    return results, valid
+
+
+def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
+    return [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
+
+
+def _each(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """``call`` on one ID, its StorageError as its result."""
+    try:
+        return call(*args, **kwargs)
+    except StorageError as err:
+        return err
+
+
+def _json_tail(stdout: str) -> Any:
+    """The JSON a batch verb printed. unmount and mounted print text lines
+    (``ID mountpoint unmounted``) before their JSON, which is then the last line."""
+    text = stdout.strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    last = text.splitlines()[-1].strip()
+    try:
+        return json.loads(last)
+    except ValueError:
+        return None
+
+
+def _entry_error(verb: str, id: str, text: str, space_paths: Sequence[str]) -> StorageError:
+    if _not_known(text):
+        return ContainerNotKnown(f"container {id!r} is not in the store")
+    if "no space left on device" in text.lower():
+        full = full_filesystem(text, space_paths)
+        return NoSpace(TOOL, verb, 1, full or "the store's filesystem")
+    return CommandError(TOOL, verb, 1, f"container {id}: {text}")
+
+
+def parse_mount_many(
+    stdout: str, ids: Sequence[str], space_paths: Sequence[str] = ()
+) -> dict[str, str | StorageError]:
+    """``mount --json ID...``: a list of ``{id, mountpoint, error}``, one per ID given.
+    IDs it does not answer for are left out of the result."""
+    data = _json_tail(stdout)
+    out: dict[str, str | StorageError] = {}
+    wanted = set(ids)
+    for entry in data if isinstance(data, list) else ():
+        if not isinstance(entry, dict) or entry.get("id") not in wanted:
+            continue
+        id, error = str(entry["id"]), str(entry.get("error") or "")
+        mountpoint = str(entry.get("mountpoint") or "")
+        if error:
+            out[id] = _entry_error("mount", id, error, space_paths)
+        elif not mountpoint:
+            out[id] = StorageError(f"mounting container {id!r} gave no mountpoint")
+        else:
+            out[id] = mountpoint
+    return out
+
+
+def parse_unmount_many(
+    stdout: str, ids: Sequence[str], space_paths: Sequence[str] = ()
+) -> dict[str, bool | StorageError]:
+    """``unmount --json ID...``: a list of ``{id, error}`` after text lines; True when
+    unmounted (or not mounted), False when the container is gone."""
+    data = _json_tail(stdout)
+    out: dict[str, bool | StorageError] = {}
+    wanted = set(ids)
+    for entry in data if isinstance(data, list) else ():
+        if not isinstance(entry, dict) or entry.get("id") not in wanted:
+            continue
+        id, error = str(entry["id"]), str(entry.get("error") or "")
+        if not error:
+            out[id] = True
+        elif _not_known(error):
+            out[id] = False
+        else:
+            out[id] = _entry_error("unmount", id, error, space_paths)
+    return out
+
+
+def parse_delete_many(
+    stdout: str, ids: Sequence[str], space_paths: Sequence[str] = ()
+) -> dict[str, bool | StorageError]:
+    """``delete-container --json ID...``: an object ID -> error ("" when deleted);
+    True when deleted, False when it was not a container (already gone)."""
+    data = _json_tail(stdout)
+    out: dict[str, bool | StorageError] = {}
+    if not isinstance(data, dict):
+        return out
+    for id in ids:
+        if id not in data:
+            continue
+        error = str(data[id] or "")
+        if not error:
+            out[id] = True
+        elif _not_known(error):
+            out[id] = False
+        else:
+            out[id] = _entry_error("delete-container", id, error, space_paths)
+    return out
+
+
+def match_containers(
+    records: Sequence[Any], keys: Sequence[str]
+) -> dict[str, StorageContainer | None]:
+    """``container --json KEY...`` lists the containers it found, leaving out unknown
+    keys; give each key (ID, name, or ID prefix, as containers/storage looks them up)
+    its record or None."""
+    parsed = [StorageContainer.from_json(r) for r in records if isinstance(r, dict) and "id" in r]
+    by_id = {c.id: c for c in parsed}
+    by_name = {name: c for c in parsed for name in c.names}
+    out: dict[str, StorageContainer | None] = {}
+    for key in keys:
+        hit = by_id.get(key) or by_name.get(key)
+        if hit is None:
+            prefixed = [c for c in parsed if c.id.startswith(key)]
+            hit = prefixed[0] if len(prefixed) == 1 else None
+        out[key] = hit
+    return out
+
+
+def _default_bases(root: str, run_root: str, driver: str) -> tuple[str, str]:
+    middle = f"{driver}-containers"
+    return os.path.join(root, middle), os.path.join(run_root, middle)
+
+
 def chain_size(layer: str, sizes: Mapping[str, tuple[str, int]]) -> int:
     """The size of a layer and all its parents, from :meth:`Store.layer_sizes`."""
     total, seen = 0, set()
@@ -388,4 +746,14 @@ def _absolute(value: str | os.PathLike[str], what: str) -> str:
     return os.path.normpath(path)
 
 
-__all__ = ["StorageContainer", "StorageImage", "Store", "chain_size"]
+__all__ = [
+    "BATCH",
+    "StorageContainer",
+    "StorageImage",
+    "Store",
+    "chain_size",
+    "match_containers",
+    "parse_delete_many",
+    "parse_mount_many",
+    "parse_unmount_many",
+]

@@ -204,8 +204,17 @@ def main() -> None:
             # add-names does not refuse a name another layer holds: it moves it.
             capture("add-names-taken", "add-names", "--name", "web-app-layer", infra_layer)
             capture("layer-after-taken", "layer", "--json", member_layer)
+            # Several IDs in one process, one of them unknown (Store.*_many).
+            capture("mount-many", "mount", "--json", POD_ID, MISSING_ID, MEMBER_ID)
+            capture("container-many", "container", "--json", POD_ID, MISSING_ID, "web-app")
+            capture("metadata-many", "metadata", "--json", POD_ID, MISSING_ID, MEMBER_ID)
+            capture(
+                "unmount-many", "unmount", "--json", "--force", POD_ID, MISSING_ID, MEMBER_ID
+            )
             capture("delete-container", "delete-container", MEMBER_ID)
             capture("delete-container-unknown", "delete-container", MISSING_ID)
+            store.cli("mount", POD_ID)
+            capture("delete-many", "delete-container", "--json", POD_ID, MISSING_ID, MEMBER_ID)
 
     print(f"wrote {len(written)} captures to {HERE} with {version}")
     if shutil.which("git"):
