@@ -379,7 +379,7 @@ def _check_rendered(
             f"mounted at {mountpoint!r}"
         )
     if _strip(rendered) != _strip(template):
-        problems.append(f"config: {name}: the rendered config is not its template's")
+        problems.append(f"config: {name}: the rendered config is stale: not its template's")
     env = rendered.get("process", {}).get("env") or []
     if f"REV={member.rev}" not in env:
         problems.append(

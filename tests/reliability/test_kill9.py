@@ -234,7 +234,9 @@ def test_agent_killed_at_random_points_converges_after_a_restart(
             figures.note(kill, f"{op} {name}, kill at write {nth}", problems)
             figures.converged += not [p for p in problems if not p.startswith("extra mount")]
             if problems and not all(p.startswith("extra mount") for p in problems):
-                print(agent.log()[-4000:])
+                said = [line for line in agent.log().splitlines() if " WARNING " in line
+                        or " ERROR " in line]  # fmt: skip
+                print(f"kill {kill}: {problems}; the agent's last warnings:", *said[-10:], sep="\n")
     finally:
         agent.stop()
     _finish(figures)
