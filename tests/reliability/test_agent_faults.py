@@ -1,7 +1,8 @@
-"""The agent under a store that another process keeps locked (issue 12, defect 7): it
-says so in the object's status, naming the holder and the lock file, keeps trying,
-and finishes by itself once the lock is released. The agent runs as ``python -m
-controller agent`` against the API emulator."""
+"""The agent under a store that another process keeps locked (issue 12, defect 7), or
+on a full disk (defect 6): it says so in the object's status (naming the holder and
+the lock file, or the full filesystem), keeps trying, and finishes by itself once the
+lock is released or space freed. The agent runs as ``python -m controller agent``
+against the API emulator."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from typing import Any
 import pytest
 
 from tests.e2e.agent import NAMESPACE, PODS, AgentProcess, storage_pod
+from tests.reliability.test_disk_full import _fill, small_fs
 from tests.reliability.test_store_lock import _hold
+from tests.support.stores import temporary_store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+__all__ = ["small_fs"]  # a fixture: a tmpfs of 64 MiB
 
 
 def _wait(what: str, check: Any, timeout: float = 60) -> Any:
@@ -73,3 +77,35 @@ def test_an_agent_on_a_locked_store_says_so_keeps_trying_and_recovers(
         assert "Traceback" not in agent.log(), agent.log()[-4000:]
     finally:
         agent.stop()
+
+
+def test_an_agent_on_a_full_disk_says_so_and_recovers_once_space_is_freed(
+    kube: Any, small_fs: Path, images: Any, tmp_path: Path
+) -> None:
+    with temporary_store(small_fs / "store", "vfs") as store:
+        agent = AgentProcess(kube, store, images, tmp_path / "agent.log")
+        agent.start()
+        try:
+            kube.create(storage_pod("good"))
+            _wait("the first pod", lambda: _status(kube, "good").get("phase") == "Ready")
+            filler = _fill(small_fs)
+            kube.create(storage_pod("more", containers=[{"name": "app", "image": images.busybox}]))
+
+            def told() -> dict[str, Any] | None:
+                status = _status(kube, "more")
+                return status if "no space left on" in status.get("message", "") else None
+
+            status = _wait("a status saying the disk is full", told)
+            assert status["phase"] == "Pending", status
+            assert str(small_fs) in status["message"], status
+            assert _status(kube, "good")["phase"] == "Ready"
+            filler.unlink()
+            _wait(
+                "the pod once space is freed",
+                lambda: _status(kube, "more").get("phase") == "Ready",
+                timeout=90,
+            )
+            assert agent.running()
+            assert "Traceback" not in agent.log(), agent.log()[-4000:]
+        finally:
+            agent.stop()
