@@ -27,8 +27,8 @@ test: install lint ## install, lint and run the whole test suite
 unit: ## only the fast tests that need no tools
 	$(PY) -m pytest tests/unit
 
-soak: install ## the reliability suite at length: FUZZ_CASES manifests (1000), FUZZ_SEED
-	FUZZ_CASES=$${FUZZ_CASES:-1000} $(PY) -m pytest tests/reliability -q -s -p no:cacheprovider
+soak: install ## the reliability suite at length: FUZZ_CASES manifests (1000), KILLS kill -9 (100); FUZZ_SEED, KILL_SEED
+	FUZZ_CASES=$${FUZZ_CASES:-1000} KILLS=$${KILLS:-100} $(PY) -m pytest tests/reliability -q -s -p no:cacheprovider
 
 bench: install ## the benchmarks: ratios against the bare CLI and podman
 	$(PY) bench/storage_cycle.py

@@ -14,13 +14,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from controller import __version__, config, logs
+from controller.exitcodes import EPILOG, EXIT_NO_PERMISSION
 
 Command = Callable[[argparse.Namespace], int]
 AddArgs = Callable[[argparse.ArgumentParser, dict[str, str]], None]
 _COMMANDS: dict[str, tuple[str, AddArgs, Command]] = {}
 _PARSERS: dict[str, argparse.ArgumentParser] = {}
-#: Exit status of a command refused for want of permission on the store (sysexits' NOPERM).
-EXIT_NO_PERMISSION = 77
+__all__ = ["EXIT_NO_PERMISSION", "build_parser", "command", "main"]
 
 
 def command(name: str, help_: str, add_args: AddArgs) -> Callable[[Command], Command]:
@@ -55,11 +55,19 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
     parser = argparse.ArgumentParser(
         prog="podstore",
         description="Pods and containers kept in containers/storage, driven by Kubernetes.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"podstore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_, add_args, func) in _COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         config.add_store_arguments(p, env)
         add_args(p, env)
         p.set_defaults(func=func)

@@ -11,7 +11,8 @@ it is pointed at, and mounts the overlay driver's home, so a read-only command
 pointed at a missing store, or given the wrong ``--driver``, would make a store
 instead of reading one. Those are refused with one line and exit status 1; a
 store the user may not write to (even reading takes its lock) is refused with
-exit status 77.
+exit status 77; a store locked by another process is 75, a full disk 74
+(``controller.exitcodes``).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from controller import __version__, config
-from controller.cli import EXIT_NO_PERMISSION, command
+from controller import __version__, config, exitcodes
+from controller.cli import command
+from controller.exitcodes import EXIT_NO_PERMISSION
 from controller.manifest import output
 from controller.manifest.inventory import STATES, Inventory, NotFound, parse_labels
 from controller.storage import ImageService, RuntimeService, Store
@@ -601,7 +603,7 @@ def _remove(
     except StoreRefused as err:
         print(f"podstore {args.command}: {err}", file=sys.stderr)
         return err.status
-    status = 0
+    failures: list[str] = []
     for ident in getattr(args, what):
         try:
             print(remove(inv, ident), flush=True)
@@ -610,12 +612,12 @@ def _remove(
                 print(f"podstore {args.command}: {err.args[0]} (nothing to do)", file=sys.stderr)
                 continue
             print(f"podstore {args.command}: {err.args[0]}", file=sys.stderr)
-            status = 1
+            failures.append(str(err.args[0]))
         except StorageError as err:
             print(f"podstore {args.command}: {err}", file=sys.stderr)
-            status = 1
+            failures.append(str(err))
         inv.forget()
-    return status
+    return exitcodes.for_failures(failures) if failures else 0
 
 
 def _show(args: argparse.Namespace, show: Callable[[Inventory], str]) -> int:
@@ -630,7 +632,7 @@ def _show(args: argparse.Namespace, show: Callable[[Inventory], str]) -> int:
         return 1
     except StorageError as err:
         print(f"podstore {args.command}: {err}", file=sys.stderr)
-        return 1
+        return exitcodes.for_error(err)
     if text:
         print(text)
     return 0

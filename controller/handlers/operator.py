@@ -23,6 +23,7 @@ from controller.config import Settings
 from controller.handlers import kube, metrics
 from controller.handlers.agent import Agent, orphan_loop, wait_loop
 from controller.handlers.claims import Claims
+from controller.handlers.passing import next_pass_retries
 from controller.reconcile import model
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,8 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         body: kopf.Body, name: str, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
     ) -> None:
         members = kw["members"].get((namespace, name), ())
-        memo["agent"].sync_pod(body, members, patch, raise_errors=False)
+        with next_pass_retries("resync", namespace, name):
+            memo["agent"].sync_pod(body, members, patch, raise_errors=False)
 
     @kopf.on.delete(*PODS, registry=registry, when=pod_is_mine, id="remove")
     def pod_deleted(
@@ -188,7 +190,8 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     ) -> None:
         pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
         siblings = kw["members"].get((namespace, spec.get("podName")), ())
-        memo["agent"].sync_container(body, pod, siblings, patch, raise_errors=False)
+        with next_pass_retries("resync", namespace, body["metadata"]["name"]):
+            memo["agent"].sync_container(body, pod, siblings, patch, raise_errors=False)
 
     @kopf.on.delete(*CONTAINERS, registry=registry, when=container_is_mine, id="remove")
     def container_deleted(

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TextIO
 
+from controller import exitcodes
 from controller.config import Settings
 from controller.manifest import output
 from controller.manifest.loader import Key, load, snapshot
@@ -140,7 +141,7 @@ def run(
             return _watch(session, options, stop, out)
     except (StateError, StorageError) as err:
         log.error("%s", err)
-        return 1
+        return exitcodes.for_error(err)
 
 
 # -- --once -------------------------------------------------------------------------
@@ -221,7 +222,10 @@ def _once(session: Session, options: RunOptions, stop: StopFlag, out: TextIO) ->
             status.get("message") or "",
         )
     # A state that could not be saved (a full disk) was said once; it fails the run too.
-    return 1 if bad or problems or session.state.failure else 0
+    if not (bad or problems or session.state.failure):
+        return 0
+    why = [str(e.status.get("message") or "") for e in bad]
+    return exitcodes.for_failures([*why, session.state.failure or ""])
 
 
 # -- --dry-run -------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.manifest.loader import Key
-from controller.storage.errors import StorageError
+from controller.storage.errors import NoSpace, StorageError, StoreLocked
 from controller.storage.runtime import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,15 @@ RUN_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://podstore.dev/run")
 
 
 class StateError(Exception):
-    """The state folder cannot be used (e.g. another ``run`` holds it)."""
+    """The state folder cannot be used (e.g. another ``run`` holds it).
+
+    ``reason`` is ``StoreLocked`` when another ``run`` holds it, ``NoSpace`` when its
+    filesystem is full (the exit status follows it), else ``StateError``.
+    """
+
+    def __init__(self, message: str, reason: str = "StateError") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def uid_for(key: Key) -> str:
@@ -150,7 +158,8 @@ class StateFile:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             fd = os.open(os.path.join(self.directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as err:
-            raise StateError(_write_failure(self.directory, err)) from err
+            reason = NoSpace.reason if err.errno == errno.ENOSPC else "StateError"
+            raise StateError(_write_failure(self.directory, err), reason) from err
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -160,7 +169,8 @@ class StateFile:
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
                 raise StateError(
                     f"another `podstore run` (pid {holder}) is keeping this store "
-                    f"({self.directory}); stop it first, or give another --runroot"
+                    f"({self.directory}); stop it first, or give another --runroot",
+                    StoreLocked.reason,
                 ) from err
             try:
                 # Who holds it, for the message of the next one; only a courtesy.

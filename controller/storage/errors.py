@@ -109,13 +109,15 @@ class StoreLocked(CommandError):
     """A storage tool waited too long for a lock of the store that another process holds."""
 
     reason = "StoreLocked"
+    #: What every message of a held lock says (``controller.exitcodes`` looks for it).
+    SAYS = "the store is locked by another process"
 
     def __init__(self, tool: str, verb: str, path: str, holder: str, seconds: float) -> None:
         self.path = path
         self.holder = holder
         super().__init__(tool, verb, None, "")
         self.args = (
-            f"the store is locked by another process: {holder} holds {path}; {tool} {verb} "
+            f"{self.SAYS}: {holder} holds {path}; {tool} {verb} "
             f"waited {seconds:.0f}s for it and was stopped. Wait for that process to finish "
             "or stop it, then try again",
         )
@@ -128,12 +130,14 @@ class NoSpace(CommandError):
     """A storage tool failed because a filesystem it writes to is full."""
 
     reason = "NoSpace"
+    #: What every message of a full filesystem says (``controller.exitcodes`` looks for it).
+    SAYS = "no space left on "
 
     def __init__(self, tool: str, verb: str, returncode: int | None, path: str) -> None:
         self.path = path
         super().__init__(tool, verb, returncode, "")
         self.args = (
-            f"no space left on {path} ({tool} {verb} failed): free some space there; "
+            f"{self.SAYS}{path} ({tool} {verb} failed): free some space there; "
             "nothing is lost and the next attempt continues",
         )
 

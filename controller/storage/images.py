@@ -27,6 +27,7 @@ from controller.storage.auth import inherited_fd
 from controller.storage.command import Runner
 from controller.storage.errors import (
     CommandError,
+    CommandTimeout,
     ImageNotFound,
     ImagePullError,
     InvalidImageName,
@@ -254,7 +255,16 @@ class ImageService:
             self.skopeo.run("copy", *args, pass_fds=fds)
         except CommandError as err:
             _notify(PullEvent(original, False, time.monotonic() - started, 0))
-            detail = str(err) if isinstance(err, NoSpace) else _skopeo_message(err.stderr)
+            if isinstance(err, NoSpace):
+                detail = str(err)
+            elif isinstance(err, CommandTimeout):
+                detail = (
+                    f"timed out after {self.skopeo.timeout:g}s (--pull-timeout): the registry "
+                    "did not send the whole image in time; the pull was stopped and is "
+                    "tried again with back-off"
+                )
+            else:
+                detail = _skopeo_message(err.stderr)
             raise ImagePullError(original, detail) from err
         self.forget(dest_name)
         image = self.store.image(dest_name)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.exitcodes import EXIT_NO_SPACE
 from tests.cli.common import by_name, pod, podstore, run_once, state_file, template, write
 from tests.cli.conftest import Refs
 from tests.support.stores import StorePaths, temporary_store
@@ -68,7 +69,7 @@ def test_a_full_disk_is_named_and_the_next_run_converges(
     # A fresh store on a full filesystem.
     filler = _fill(small_fs)
     done = run_once(full_store, manifests, "-o", "json", "--timeout", "3")
-    assert done.returncode != 0
+    assert done.returncode == EXIT_NO_SPACE, (done.returncode, done.stderr)
     _says_no_space(done.stderr, small_fs)
     filler.unlink()
 
@@ -80,7 +81,7 @@ def test_a_full_disk_is_named_and_the_next_run_converges(
     write(manifests / "more.yaml", pod("more", refs.pause, template("app", refs.busybox)))
     filler = _fill(small_fs)
     done = run_once(full_store, manifests, "-o", "json", "--timeout", "3")
-    assert done.returncode != 0
+    assert done.returncode == EXIT_NO_SPACE, (done.returncode, done.stderr)
     _says_no_space(done.stderr, small_fs)
     objects = by_name(json.loads(done.stdout))
     assert objects["StoragePod/good"]["status"]["phase"] == "Ready"

@@ -27,6 +27,7 @@ from controller.manifest import loader
 from controller.manifest.loader import Loaded
 from controller.manifest.resources import build
 from tests.reliability import fuzz
+from tests.reliability.kill9 import report
 
 SEED = int(os.environ.get("FUZZ_SEED", "12"))
 CASES = int(os.environ.get("FUZZ_CASES", "200"))
@@ -128,8 +129,8 @@ def test_fuzzed_manifests_never_crash_and_leave_good_resources_alone(
     finally:
         signal.signal(signal.SIGALRM, old)
     with capsys.disabled():
-        print(
-            f"\nmanifest fuzzer (seed {SEED}): {figures['cases']} cases, "
+        report(
+            f"manifest fuzzer (seed {SEED}): {figures['cases']} cases, "
             f"{figures['crashes']} crashes, {figures['hangs']} hangs, "
             f"{figures['violations']} violations, {figures['errors']} input errors reported"
         )
