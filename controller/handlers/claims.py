@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, MutableSet
 from typing import Any
 
 from controller.handlers import kube
+from controller.handlers.health import ApiHealth
 from controller.reconcile import Reconciler, status_patch
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,15 @@ WATCH_TIMEOUT = 60
 class Claims:
     """One agent's side of the unassigned containers."""
 
-    def __init__(self, node: str, reconciler: Reconciler, own_pods: MutableSet[Any]) -> None:
+    def __init__(
+        self,
+        node: str,
+        reconciler: Reconciler,
+        own_pods: MutableSet[Any],
+        health: ApiHealth | None = None,
+    ) -> None:
         self.node = node
+        self.health = health if health is not None else ApiHealth()  # what /healthz reads
         self.reconciler = reconciler
         self.own_pods = own_pods  # (namespace, name) of this node's StoragePods, from kopf
         self.stop = threading.Event()
@@ -102,10 +110,12 @@ class Claims:
             try:
                 if not rv:
                     items, rv = kube.list_unassigned()
+                    self.health.ok()
                     for item in items:
                         self._consider_safely(item)
                 events, self._stop_watch = kube.watch_unassigned(rv, WATCH_TIMEOUT)
                 for type_, obj in events:
+                    self.health.ok()
                     if self.stop.is_set():
                         break
                     if not isinstance(obj, Mapping):
@@ -119,6 +129,7 @@ class Claims:
             except Exception as err:  # the API went away: list again after a pause
                 if self.stop.is_set():
                     break
+                self.health.failed("watching StorageContainers", err)
                 log.warning("watch of unassigned StorageContainers failed (%s); again", err)
                 rv = ""
                 self.stop.wait(1.0)

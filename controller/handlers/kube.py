@@ -204,6 +204,22 @@ def list_pod_uids(node: str) -> set[str]:
     return {str(i["metadata"]["uid"]) for i in items.get("items", [])}
 
 
+@uses(model.GROUP, model.POD_PLURAL, "list")
+def ping(node: str, timeout: float = 10.0) -> None:
+    """One small call the agent needs to work: a page of one of its node's StoragePods.
+
+    Raises what the call raised (no credentials, refused, unreachable, not allowed).
+    """
+    _custom().list_cluster_custom_object(
+        model.GROUP,
+        model.VERSION,
+        model.POD_PLURAL,
+        field_selector=pod_field_selector(node),
+        limit=1,
+        _request_timeout=timeout,
+    )
+
+
 @uses(model.GROUP, model.CONTAINER_PLURAL, "list")
 def list_container_uids(node: str) -> set[str]:
     """The UIDs of one node's StorageContainers and of the unassigned ones."""
@@ -252,6 +268,8 @@ def watch_unassigned(resource_version: str, timeout: int) -> Any:
         resource_version=resource_version,
         timeout_seconds=timeout,
         allow_watch_bookmarks=True,
+        # A server that vanishes without closing the connection ends the watch too.
+        _request_timeout=timeout + 30,
     )
     return ((e.get("type"), e.get("object")) for e in stream), w.stop
 

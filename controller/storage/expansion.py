@@ -1,4 +1,4 @@
-"""``$(VAR)`` references in a container's ``env``, ``command`` and ``args``, as the kubelet has them.
+"""``$(VAR)`` references in a container's env, command and args, as the kubelet has them.
 
 Kubernetes users write ``args: ["--listen=$(PORT)"]`` and expect the value of the
 container's ``PORT`` variable, not the literal text, and a ``$(OTHER)`` inside an env

@@ -1779,6 +1779,10 @@ class EmulatedCluster:
         self.stop()
 
     def start(self) -> None:
+        """Serve on 127.0.0.1; after :meth:`stop`, again on the same port with the same state
+        (an API server that was down for a while)."""
+        self._started.clear()
+        self._failure = None
         self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
         self._thread.start()
         if not self._started.wait(10):
@@ -1805,6 +1809,7 @@ class EmulatedCluster:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
+        self.emulator._closing = False  # served again after a stop: watches may stay open
         async with self.emulator:
             server = aiohttp.web.Server(self.emulator, handler_cancellation=True)
             runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1.0)
