@@ -304,3 +304,34 @@ def patch_container_status_if(
             return False
         raise
     return True
+
+
+@uses(model.GROUP, model.CONTAINER_PLURAL, "get")
+def get_container(namespace: str, name: str) -> Mapping[str, Any] | None:
+    """A StorageContainer as the API has it now; None when it does not exist."""
+    try:
+        found: Any = _custom().get_namespaced_custom_object(
+            model.GROUP, model.VERSION, namespace, model.CONTAINER_PLURAL, name
+        )
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return found if isinstance(found, Mapping) else None
+
+
+@uses(model.GROUP, model.CONTAINER_PLURAL, "patch")
+def set_container_finalizers_if(
+    namespace: str, name: str, resource_version: str, finalizers: list[str]
+) -> bool:
+    """Replace the finalizers only on the version read; False when it changed or is gone."""
+    body = {"metadata": {"resourceVersion": resource_version, "finalizers": finalizers}}
+    try:
+        _custom().patch_namespaced_custom_object(
+            model.GROUP, model.VERSION, namespace, model.CONTAINER_PLURAL, name, body
+        )
+    except ApiException as err:
+        if err.status in (404, 409):
+            return False
+        raise
+    return True

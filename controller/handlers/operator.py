@@ -20,7 +20,7 @@ from typing import Any
 import kopf
 
 from controller.config import Settings
-from controller.handlers import health, kube, metrics
+from controller.handlers import health, kube, metrics, release
 from controller.handlers.agent import Agent, orphan_loop
 from controller.handlers.claims import Claims
 from controller.reconcile import model
@@ -206,6 +206,21 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
         siblings = kw["members"].get((namespace, spec.get("podName")), ())
         memo["agent"].delete_container(body, pod, siblings)
+
+    # Its node label changed by hand: it left this agent's watch with this node's finalizer on.
+    @kopf.on.event(
+        *CONTAINERS,
+        registry=registry,
+        id="moved",
+        when=lambda type, body, **_: release.moved_away(type, body, node),
+    )
+    def container_moved(
+        body: kopf.Body, spec: Any, namespace: str | None, memo: Any, **kw: Any
+    ) -> None:
+        pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
+        siblings = kw["members"].get((namespace, spec.get("podName")), ())
+        memo["agent"].delete_container(body, pod, siblings)  # its storage first
+        release.drop_finalizer(body, node)
 
     return registry
 
