@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, MutableSet
 from typing import Any
 
-from controller.handlers import kube
+from controller.handlers import kube, release
 from controller.handlers.health import ApiHealth
 from controller.reconcile import Reconciler, status_patch
 
@@ -113,6 +113,7 @@ class Claims:
                     self.health.ok()
                     for item in items:
                         self._consider_safely(item)
+                    self._sweep_safely()
                 events, self._stop_watch = kube.watch_unassigned(rv, WATCH_TIMEOUT)
                 for type_, obj in events:
                     self.health.ok()
@@ -133,6 +134,13 @@ class Claims:
                 log.warning("watch of unassigned StorageContainers failed (%s); again", err)
                 rv = ""
                 self.stop.wait(1.0)
+
+    def _sweep_safely(self) -> None:
+        """Listing from scratch: events may have been missed, moved containers among them."""
+        try:
+            release.sweep(self.reconciler, self.node)
+        except Exception as err:
+            log.warning("looking for StorageContainers moved off node %s: %s", self.node, err)
 
     def _consider_safely(self, ctr: Mapping[str, Any]) -> None:
         try:

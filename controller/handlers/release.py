@@ -12,6 +12,12 @@ So, on such an event (:func:`moved_away`), the old agent removes the container's
 and then its own finalizer (:func:`drop_finalizer`), writing the finalizer list only onto
 the version it read (another agent may be adding its own finalizer at the same moment),
 reading the object again after a conflict. The new node's agent takes it from there.
+
+An agent that was not watching when the label changed (stopped, or cut off from the API
+server) never gets that event. :func:`sweep` covers it: whenever the agent lists again
+from scratch (at start, after losing the API server), the storage containers of this node
+whose object is not in the node's share are looked up by name, one GET each (only those:
+usually none), and released the same way if their object was moved.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.handlers import kube
-from controller.reconcile import model
+from controller.reconcile import Reconciler, model
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +77,35 @@ def drop_finalizer(body: Mapping[str, Any], node: str) -> bool:
         ours,
     )
     return False
+
+
+def sweep(reconciler: Reconciler, node: str) -> list[str]:
+    """Release the moved objects whose event this agent missed; returns their names."""
+    view = reconciler.view
+    view.refresh()
+    kept = view.where(
+        **{
+            model.LABEL_SOURCE: reconciler.source,
+            model.LABEL_NODE: node,
+            model.LABEL_KIND: model.CONTAINER_KIND,
+        }
+    )
+    if not kept:
+        return []
+    live = kube.list_container_uids(node)
+    released: list[str] = []
+    for container in kept:
+        labels = container.metadata.labels
+        uid = labels.get(model.LABEL_UID, "")
+        namespace, name = labels.get(model.LABEL_NAMESPACE), labels.get(model.LABEL_NAME)
+        if uid in live or not namespace or not name:
+            continue
+        obj = kube.get_container(namespace, name)
+        if obj is None or (obj.get("metadata") or {}).get("uid") != uid:
+            continue  # gone: the orphan pass removes its storage
+        if not moved_away("DELETED", obj, node):
+            continue
+        reconciler.delete_container(obj)
+        if drop_finalizer(obj, node):
+            released.append(f"{namespace}/{name}")
+    return released

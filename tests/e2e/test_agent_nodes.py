@@ -321,3 +321,40 @@ async def test_a_container_moved_to_another_node_by_hand_is_released_by_its_old_
         pod = await wait_for_status(kube, PODS, "a1", where=lambda s: not s.get("containers"))
 
     assert pod["status"]["phase"] == "Ready"
+
+
+async def test_a_container_moved_while_its_old_nodes_agent_was_down_is_released_at_its_start(
+    kube, store, images, tmp_path
+):
+    config = agent_kubeconfig(kube, tmp_path / "a.kubeconfig", token="agent-a")
+    agent_a = agent_settings(
+        kube, store, images, node="node-a", resync_interval=30, kubeconfig=str(config)
+    )
+    async with running_agent(agent_a):
+        await ready_pod(kube, storage_pod("a1", "node-a"))
+        await kube.aio.create(storage_container("a-tool", "a1", images.busybox))
+        await wait_for_phase(kube, CONTAINERS, "a-tool", "Started")
+    await relabel(kube, "a-tool", "node-c")  # nobody watching node-a's share now
+    tool = await kube.aio.get(CONTAINERS, NAMESPACE, "a-tool")
+    assert tool["metadata"]["finalizers"] == [FINALIZER]
+    since = len(kube.requests)
+
+    async with running_agent(agent_a):
+
+        async def released():
+            obj = await kube.aio.get(CONTAINERS, NAMESPACE, "a-tool")
+            return not obj["metadata"].get("finalizers")
+
+        await wait_until(released, timeout=30)
+        assert await in_thread(names_in, store) == ["a1"]
+        await kube.aio.delete(CONTAINERS, NAMESPACE, "a-tool")
+        await wait_gone(kube, CONTAINERS, "a-tool", timeout=10)
+
+    calls = [
+        (r.method, r.subresource)
+        for r in kube.requests[since:]
+        if r.name == "a-tool" and r.user == "agent-a"
+    ]
+    # One GET to find it moved, one conditional write of its finalizers (then the test deletes
+    # it: that is no business of node-a's any more).
+    assert calls == [("GET", None), ("PATCH", None)], calls
