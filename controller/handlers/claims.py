@@ -127,6 +127,8 @@ class Claims:
                     rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
                     if type_ in ("ADDED", "MODIFIED"):
                         self._consider_safely(obj)
+                else:  # the server held the watch to its end: it is there
+                    self.health.ok()
             except Exception as err:  # the API went away: list again after a pause
                 if self.stop.is_set():
                     break
