@@ -40,9 +40,16 @@ def _agent_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
 
 @command("agent", "run the operator for one node", _agent_args)
 def agent(args: argparse.Namespace) -> int:
+    from controller.handlers.connect import NotConnected, preflight
     from controller.handlers.operator import run  # kopf is imported only for the agent
 
     settings = config.settings_from_args(args)
+    try:
+        # A kubeconfig that cannot work is one line and an exit status, not kopf's retries.
+        preflight(settings.kubeconfig, settings.node_name)
+    except NotConnected as err:
+        print(f"podstore agent: {err}", file=sys.stderr)
+        return err.status
     run(settings)
     return 0
 

@@ -348,11 +348,26 @@ class ApiClient:
         query: Mapping[str, Any] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        timeout: float | None = None,
     ) -> Any:
-        """One request; the answer's JSON. Raises ApiError on an HTTP error status."""
+        """One request; the answer's JSON. Raises ApiError on an HTTP error status.
+
+        With ``timeout``, on a connection of its own that gives up after that long
+        (a health check must not wait the default request timeout)."""
         data = None if body is None else json.dumps(body).encode()
         headers = self._headers(content_type if data is not None else None)
         url = self.url(path, query)
+        if timeout is not None:
+            own = self._connect(timeout)
+            try:
+                own.request(method, url, body=data, headers=headers)
+                response = own.getresponse()
+                raw = response.read()
+            finally:
+                own.close()
+            if response.status >= 400:
+                raise ApiError(response.status, response.reason, raw)
+            return json.loads(raw) if raw else None
         for attempt in (1, 2):
             conn = self._conn()
             try:

@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable, Mapping, MutableSet
 from typing import Any
 
-from controller.handlers import kube
+from controller.handlers import kube, release
+from controller.handlers.health import ApiHealth
 from controller.reconcile import status_patch
 from controller.sync import Reconciler
 
@@ -38,8 +39,15 @@ WATCH_TIMEOUT = 60
 class Claims:
     """One agent's side of the unassigned containers."""
 
-    def __init__(self, node: str, reconciler: Reconciler, own_pods: MutableSet[Any]) -> None:
+    def __init__(
+        self,
+        node: str,
+        reconciler: Reconciler,
+        own_pods: MutableSet[Any],
+        health: ApiHealth | None = None,
+    ) -> None:
         self.node = node
+        self.health = health if health is not None else ApiHealth()  # what /healthz reads
         self.reconciler = reconciler
         self.own_pods = own_pods  # (namespace, name) of this node's StoragePods, from kopf
         self.stop = threading.Event()
@@ -103,10 +111,13 @@ class Claims:
             try:
                 if not rv:
                     items, rv = kube.list_unassigned()
+                    self.health.ok()
                     for item in items:
                         self._consider_safely(item)
+                    self._sweep_safely()
                 events, self._stop_watch = kube.watch_unassigned(rv, WATCH_TIMEOUT)
                 for type_, obj in events:
+                    self.health.ok()
                     if self.stop.is_set():
                         break
                     if not isinstance(obj, Mapping):
@@ -117,12 +128,22 @@ class Claims:
                     rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
                     if type_ in ("ADDED", "MODIFIED"):
                         self._consider_safely(obj)
+                else:  # the server held the watch to its end: it is there
+                    self.health.ok()
             except Exception as err:  # the API went away: list again after a pause
                 if self.stop.is_set():
                     break
+                self.health.failed("watching StorageContainers", err)
                 log.warning("watch of unassigned StorageContainers failed (%s); again", err)
                 rv = ""
                 self.stop.wait(1.0)
+
+    def _sweep_safely(self) -> None:
+        """Listing from scratch: events may have been missed, moved containers among them."""
+        try:
+            release.sweep(self.reconciler, self.node)
+        except Exception as err:
+            log.warning("looking for StorageContainers moved off node %s: %s", self.node, err)
 
     def _consider_safely(self, ctr: Mapping[str, Any]) -> None:
         try:

@@ -196,6 +196,20 @@ def list_pod_uids(node: str) -> set[str]:
     return {str(i["metadata"]["uid"]) for i in items.get("items", [])}
 
 
+@uses(model.GROUP, model.POD_PLURAL, "list")
+def ping(node: str, timeout: float = 10.0) -> None:
+    """One small call the agent needs to work: a page of one of its node's StoragePods.
+
+    Raises what the call raised (no credentials, refused, unreachable, not allowed).
+    """
+    api_client().request(
+        "GET",
+        _path(None, model.POD_PLURAL),
+        query={"fieldSelector": pod_field_selector(node), "limit": 1},
+        timeout=timeout,
+    )
+
+
 @uses(model.GROUP, model.CONTAINER_PLURAL, "list")
 def list_container_uids(node: str) -> set[str]:
     """The UIDs of one node's StorageContainers and of the unassigned ones."""
@@ -261,13 +275,11 @@ def label_container(namespace: str, name: str, resource_version: str, node: str)
 def patch_container_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
     """Write a StorageContainer's status (one that is not the object being handled)."""
     try:
-        _custom().patch_namespaced_custom_object_status(
-            model.GROUP,
-            model.VERSION,
-            namespace,
-            model.CONTAINER_PLURAL,
-            name,
-            {"status": dict(status)},
+        api_client().request(
+            "PATCH",
+            _path(namespace, model.CONTAINER_PLURAL, name, "status"),
+            body={"status": dict(status)},
+            content_type=MERGE_PATCH,
         )
     except ApiException as err:
         if err.status != 404:
@@ -284,6 +296,38 @@ def patch_container_status_if(
         api_client().request(
             "PATCH",
             _path(namespace, model.CONTAINER_PLURAL, name, "status"),
+            body=body,
+            content_type=MERGE_PATCH,
+        )
+    except ApiException as err:
+        if err.status in (404, 409):
+            return False
+        raise
+    return True
+
+
+@uses(model.GROUP, model.CONTAINER_PLURAL, "get")
+def get_container(namespace: str, name: str) -> Mapping[str, Any] | None:
+    """A StorageContainer as the API has it now; None when it does not exist."""
+    try:
+        found: Any = api_client().request("GET", _path(namespace, model.CONTAINER_PLURAL, name))
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return found if isinstance(found, Mapping) else None
+
+
+@uses(model.GROUP, model.CONTAINER_PLURAL, "patch")
+def set_container_finalizers_if(
+    namespace: str, name: str, resource_version: str, finalizers: list[str]
+) -> bool:
+    """Replace the finalizers only on the version read; False when it changed or is gone."""
+    body = {"metadata": {"resourceVersion": resource_version, "finalizers": finalizers}}
+    try:
+        api_client().request(
+            "PATCH",
+            _path(namespace, model.CONTAINER_PLURAL, name),
             body=body,
             content_type=MERGE_PATCH,
         )

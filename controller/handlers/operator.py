@@ -20,7 +20,7 @@ from typing import Any
 import kopf
 
 from controller.config import Settings
-from controller.handlers import kube, metrics
+from controller.handlers import health, kube, metrics, release
 from controller.handlers.agent import Agent, orphan_loop, wait_loop
 from controller.handlers.claims import Claims
 from controller.handlers.passing import next_pass_retries
@@ -115,11 +115,25 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     @kopf.on.login(registry=registry)
     def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
         # One source of credentials for kopf and for the agent's own API calls.
-        kube.configure(settings.kubeconfig)
+        try:
+            kube.configure(settings.kubeconfig)
+        except Exception as err:
+            memo.setdefault("health", health.ApiHealth()).failed("login", err)
+            raise
         if "claims" not in memo and "agent" in memo:
-            memo["claims"] = Claims(node, memo["agent"].reconciler, memo.setdefault("own", set()))
+            own = memo.setdefault("own", set())
+            memo["claims"] = Claims(node, memo["agent"].reconciler, own, memo.get("health"))
             memo["claims"].start()
         return kopf.ConnectionInfo(**kube.connection_info())
+
+    # /healthz fails (HTTP 500) while the agent cannot log in to or list from the API server.
+    @kopf.on.probe(registry=registry, id="api", errors=kopf.ErrorsMode.PERMANENT)
+    async def api_reachable(memo: Any, **_: Any) -> str:
+        state = memo.setdefault("health", health.ApiHealth())
+        try:
+            return await asyncio.to_thread(health.check, state, lambda: kube.ping(node))
+        except health.ApiUnreachable as err:
+            raise kopf.PermanentError(str(err)) from None
 
     @kopf.index(*PODS, registry=registry, id="pods", when=pod_is_mine)
     def pods(
@@ -201,6 +215,21 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         siblings = kw["members"].get((namespace, spec.get("podName")), ())
         memo["agent"].delete_container(body, pod, siblings)
 
+    # Its node label changed by hand: it left this agent's watch with this node's finalizer on.
+    @kopf.on.event(
+        *CONTAINERS,
+        registry=registry,
+        id="moved",
+        when=lambda type, body, **_: release.moved_away(type, body, node),
+    )
+    def container_moved(
+        body: kopf.Body, spec: Any, namespace: str | None, memo: Any, **kw: Any
+    ) -> None:
+        pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
+        siblings = kw["members"].get((namespace, spec.get("podName")), ())
+        memo["agent"].delete_container(body, pod, siblings)  # its storage first
+        release.drop_finalizer(body, node)
+
     return registry
 
 
@@ -213,6 +242,7 @@ async def serve(settings: Settings, *, stop_flag: Any = None, ready_flag: Any = 
     """The agent as a coroutine: kopf in standalone mode, cluster-wide, for one node."""
     agent = Agent.from_settings(settings)
     metrics.install(settings.metrics_port, settings.listen_address)
+    health.quiet_probe_failures()
     liveness = (
         f"http://{settings.listen_address}:{settings.health_port}/healthz"
         if settings.health_port
@@ -224,7 +254,7 @@ async def serve(settings: Settings, *, stop_flag: Any = None, ready_flag: Any = 
         standalone=True,
         clusterwide=True,
         liveness_endpoint=liveness,
-        memo=kopf.Memo(agent=agent),
+        memo=kopf.Memo(agent=agent, health=health.ApiHealth()),
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )

@@ -4,7 +4,9 @@
 from the image config overlaid with the container spec, Kubernetes' way:
 ``command`` replaces the image's Entrypoint (and then the image's Cmd is not
 used, as the kubelet does), ``args`` replaces Cmd, ``env`` is merged over the
-image's Env, ``workingDir`` replaces WorkingDir. :func:`render` makes the run
+image's Env, ``workingDir`` replaces WorkingDir; ``$(VAR)`` in the spec's env values,
+command and args is expanded from the spec's env as the kubelet does
+(:mod:`controller.storage.expansion`). :func:`render` makes the run
 config from a template: the same document with ``root.path`` set to where
 the container's layer is mounted. Both are pure functions.
 """
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.storage.errors import StorageError
+from controller.storage.expansion import expand_all, expand_env
 from controller.storage.images import ImageConfig
 
 OCI_VERSION = "1.0.2"
@@ -70,7 +73,10 @@ class InvalidRuntimeConfig(StorageError):
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    """What a container spec says about its process (the Kubernetes fields)."""
+    """What a container spec says about its process (the Kubernetes fields).
+
+    ``env`` is in the spec's order: an entry's ``$(VAR)`` references see the ones before it.
+    """
 
     command: Sequence[str] | None = None
     args: Sequence[str] | None = None
@@ -79,13 +85,20 @@ class ProcessSpec:
 
 
 def process_args(image: ImageConfig | None, spec: ProcessSpec) -> list[str]:
-    """The process's argv: Kubernetes' rules for command/args over Entrypoint/Cmd."""
+    """The process's argv: Kubernetes' rules for command/args over Entrypoint/Cmd.
+
+    The spec's command and args have their ``$(VAR)`` references expanded from the spec's
+    env; the image's Entrypoint and Cmd are taken as they are (the kubelet's rules).
+    """
     entrypoint = list(image.entrypoint) if image else []
     cmd = list(image.cmd) if image else []
-    if spec.command:
-        argv = list(spec.command) + list(spec.args or [])
-    elif spec.args is not None and len(spec.args) > 0:
-        argv = entrypoint + list(spec.args)
+    env = expand_env(spec.env.items())
+    command = expand_all(spec.command, env)
+    args = expand_all(spec.args, env)
+    if command:
+        argv = command + (args or [])
+    elif args:
+        argv = entrypoint + args
     else:
         argv = entrypoint + cmd
     if not argv:
@@ -130,7 +143,7 @@ def build_template(
     readonly_rootfs: bool = False,
 ) -> dict[str, Any]:
     """A complete OCI runtime spec; ``root.path`` is a placeholder until :func:`render`."""
-    env = merge_env(image.env if image else (), spec.env)
+    env = merge_env(image.env if image else (), expand_env(spec.env.items()))
     cwd = spec.working_dir or (image.working_dir if image else "") or "/"
     if not cwd.startswith("/"):
         raise InvalidRuntimeConfig(f"workingDir {cwd!r} must be an absolute path")

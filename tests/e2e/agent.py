@@ -136,7 +136,14 @@ class AgentProcess:
     """
 
     def __init__(
-        self, kube: Any, store: Any, images: Any, log_path: Path, *, node: str = "node-a"
+        self,
+        kube: Any,
+        store: Any,
+        images: Any,
+        log_path: Path,
+        *,
+        node: str = "node-a",
+        kubeconfig: Path | None = None,
     ) -> None:
         paths = paths_of(store)
         self.args = [
@@ -145,7 +152,7 @@ class AgentProcess:
             "--root", str(paths.root),
             "--runroot", str(paths.run_root),
             "--driver", paths.driver,
-            "--kubeconfig", str(kube.kubeconfig),
+            "--kubeconfig", str(kubeconfig or kube.kubeconfig),
             "--infra-image", images.pause,
             "--insecure-registry", images.registry_host,
             "--health-port", "0",

@@ -299,6 +299,8 @@ class RequestRecord:
     name: str | None = None
     user: str | None = None  # the bearer token or basic-auth user name, if any
     status: int | None = None
+    # A watch's events as sent: (type, namespace, name), bookmarks left out.
+    events: list[tuple[str, str | None, str | None]] = dataclasses.field(default_factory=list)
 
     @property
     def permission(self) -> tuple[str, str, str] | None:
@@ -606,6 +608,17 @@ class WatchEvent:
     prev: Stored | None = None
 
 
+#: Where a request's record travels with it, for the watch to note its events.
+_RECORD: aiohttp.web.RequestKey[RequestRecord] = aiohttp.web.RequestKey(
+    "podstore.record", RequestRecord
+)
+
+
+def _where(obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace"), meta.get("name")
+
+
 def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -781,6 +794,7 @@ class PodstoreEmulator(kmock.KubernetesEmulator):
             with contextlib.suppress(binascii.Error, UnicodeDecodeError):
                 record.user = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
         self._log(record)
+        raw[_RECORD] = record  # the watch notes its events on it
         self._request_count += 1
         try:
             response = await self._serve_reactions(raw)
@@ -1064,6 +1078,8 @@ class PodstoreEmulator(kmock.KubernetesEmulator):
         query: Mapping[str, str],
     ) -> aiohttp.web.StreamResponse:
         wanted = self._filter(res, namespace, name, query)
+        record: RequestRecord | None = raw.get(_RECORD)
+        sent = record.events if record is not None else []
         since = query.get("resourceVersion", "")
         initial = query.get("sendInitialEvents") == "true"
         bookmarks = query.get("allowWatchBookmarks") == "true"
@@ -1106,6 +1122,7 @@ class PodstoreEmulator(kmock.KubernetesEmulator):
                 snapshot = [s for s in self._store[res.key].values() if wanted(s.obj)]
                 for stored in snapshot:
                     await response.write(b'{"type":"ADDED","object":' + stored.raw + b"}\n")
+                    sent.append(("ADDED", *_where(stored.obj)))
                 if initial:
                     await response.write(self._bookmark(res, cursor, initial_end=True))
             next_bookmark = time.monotonic() + self.bookmark_interval
@@ -1117,6 +1134,7 @@ class PodstoreEmulator(kmock.KubernetesEmulator):
                         await response.write(
                             b'{"type":"' + kind.encode() + b'","object":' + event.obj.raw + b"}\n"
                         )
+                        sent.append((kind, *_where(event.obj.obj)))
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     break
@@ -1779,6 +1797,10 @@ class EmulatedCluster:
         self.stop()
 
     def start(self) -> None:
+        """Serve on 127.0.0.1; after :meth:`stop`, again on the same port with the same state
+        (an API server that was down for a while)."""
+        self._started.clear()
+        self._failure = None
         self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
         self._thread.start()
         if not self._started.wait(10):
@@ -1805,6 +1827,7 @@ class EmulatedCluster:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
+        self.emulator._closing = False  # served again after a stop: watches may stay open
         async with self.emulator:
             server = aiohttp.web.Server(self.emulator, handler_cancellation=True)
             runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1.0)

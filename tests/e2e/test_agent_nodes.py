@@ -15,6 +15,8 @@ from tests.e2e.agent import (
     FINALIZER,
     NAMESPACE,
     PODS,
+    AgentProcess,
+    agent_kubeconfig,
     agent_settings,
     by_object,
     in_thread,
@@ -25,6 +27,7 @@ from tests.e2e.agent import (
     wait_for_phase,
     wait_for_status,
     wait_gone,
+    wait_until,
 )
 from tests.support.stores import temporary_store
 
@@ -236,3 +239,152 @@ async def test_a_labelled_container_waiting_for_its_pod_writes_nothing_until_the
     assert writes == [], f"writes while nothing changed: {writes}"
     assert quiet["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert started["status"]["containerID"]
+
+
+# -- what an unlabelled container costs the other nodes' agents (issue 9) --------------------
+
+
+def agents_view(kube, token, name):
+    """What the agent with ``token`` asked about ``name`` and what its watches sent of it."""
+    mine = [r for r in kube.requests if r.user == token]
+    calls = [(r.method, r.resource, r.name, r.subresource) for r in mine if r.name == name]
+    events = [
+        (r.query.get("labelSelector") or r.query.get("fieldSelector"), kind)
+        for r in mine
+        if r.verb == "watch"
+        for kind, _, obj_name in r.events
+        if obj_name == name
+    ]
+    return calls, events
+
+
+async def test_an_unlabelled_container_costs_another_nodes_agent_one_get_and_no_write(
+    kube, store, store_b, images, tmp_path
+):
+    # node-a's agent is a process of its own, with its own token: its requests are its own.
+    config_a = agent_kubeconfig(kube, tmp_path / "a.kubeconfig", token="agent-a")
+    config_b = agent_kubeconfig(kube, tmp_path / "b.kubeconfig", token="agent-b")
+    agent_b = agent_settings(kube, store_b, images, node="node-b", kubeconfig=str(config_b))
+    process_a = AgentProcess(
+        kube, store, images, tmp_path / "agent-a.log", node="node-a", kubeconfig=config_a
+    )
+    with process_a:
+        async with running_agent(agent_b):
+            await ready_pod(kube, storage_pod("b1", "node-b"))
+            await wait_until(lambda: watching_unassigned(kube, "agent-a"), timeout=30)
+            await kube.aio.create(storage_container("b-tool", "b1", images.busybox))
+            await wait_for_phase(kube, CONTAINERS, "b-tool", "Started")
+            await asyncio.sleep(3)  # past node-a's resync and orphan passes (2 s)
+            calls_a, events_a = agents_view(kube, "agent-a", "b-tool")
+            pod_calls_a, pod_events_a = agents_view(kube, "agent-a", "b1")
+            calls_b, _ = agents_view(kube, "agent-b", "b-tool")
+            tool = await kube.aio.get(CONTAINERS, NAMESPACE, "b-tool")
+
+    assert calls_a == [], "node-a's agent neither reads nor writes the container"
+    assert pod_calls_a == [("GET", PODS, "b1", None)], "one GET of its pod, to learn its node"
+    assert pod_events_a == []
+    # Its watch of unassigned containers sends it the container once, and once more when
+    # node-b's agent labels it (a label-selected watch reports an object leaving as DELETED).
+    assert events_a == [("!podstore.dev/node", "ADDED"), ("!podstore.dev/node", "DELETED")]
+    # node-b's agent claimed it with one conditional label write.
+    labels = [c for c in calls_b if c[0] == "PATCH" and c[3] is None]
+    assert labels[:1] == [("PATCH", CONTAINERS, "b-tool", None)]
+    assert tool["metadata"]["labels"]["podstore.dev/node"] == "node-b"
+    assert tool["metadata"]["finalizers"] == ["podstore.dev/storage-node-b"]
+
+
+def watching_unassigned(kube, token):
+    return any(
+        r.user == token
+        and r.verb == "watch"
+        and r.query.get("labelSelector") == "!podstore.dev/node"
+        for r in kube.requests
+    )
+
+
+# -- a container moved to another node by hand (issue 9) -------------------------------------
+
+
+async def relabel(kube, name, node):
+    await kube.aio.patch(
+        CONTAINERS, NAMESPACE, name, {"metadata": {"labels": {"podstore.dev/node": node}}}
+    )
+
+
+@pytest.mark.parametrize(
+    "new_node",
+    [
+        pytest.param("node-b", id="to-a-node-with-an-agent"),
+        pytest.param("node-c", id="to-a-node-without-an-agent"),
+    ],
+)
+async def test_a_container_moved_to_another_node_by_hand_is_released_by_its_old_node(
+    kube, store, store_b, images, new_node
+):
+    agent_a = agent_settings(kube, store, images, node="node-a", resync_interval=30)
+    agent_b = agent_settings(kube, store_b, images, node="node-b", resync_interval=30)
+    async with running_agent(agent_a, agent_b):
+        await ready_pod(kube, storage_pod("a1", "node-a"))
+        await kube.aio.create(storage_container("a-tool", "a1", images.busybox))
+        await wait_for_phase(kube, CONTAINERS, "a-tool", "Started")
+        before = await kube.aio.get(CONTAINERS, NAMESPACE, "a-tool")
+        assert before["metadata"]["finalizers"] == [FINALIZER]
+        assert await in_thread(names_in, store) == ["a-tool", "a1"]
+
+        await relabel(kube, "a-tool", new_node)
+
+        async def released():
+            obj = await kube.aio.get(CONTAINERS, NAMESPACE, "a-tool")
+            return obj if FINALIZER not in (obj["metadata"].get("finalizers") or []) else None
+
+        moved = await wait_until(released, timeout=30)
+        assert await in_thread(names_in, store) == ["a1"], "node-a's store let it go"
+        if new_node == "node-b":  # its pod is on node-a: node-b's agent says so
+            moved = await wait_for_status(kube, CONTAINERS, "a-tool", reason="NodeMismatch")
+            assert moved["metadata"]["finalizers"] == ["podstore.dev/storage-node-b"]
+        else:
+            assert moved["metadata"].get("finalizers") in (None, [])
+
+        await kube.aio.delete(CONTAINERS, NAMESPACE, "a-tool")
+        await wait_gone(kube, CONTAINERS, "a-tool", timeout=30)
+        assert await in_thread(names_in, store_b) == []
+        pod = await wait_for_status(kube, PODS, "a1", where=lambda s: not s.get("containers"))
+
+    assert pod["status"]["phase"] == "Ready"
+
+
+async def test_a_container_moved_while_its_old_nodes_agent_was_down_is_released_at_its_start(
+    kube, store, images, tmp_path
+):
+    config = agent_kubeconfig(kube, tmp_path / "a.kubeconfig", token="agent-a")
+    agent_a = agent_settings(
+        kube, store, images, node="node-a", resync_interval=30, kubeconfig=str(config)
+    )
+    async with running_agent(agent_a):
+        await ready_pod(kube, storage_pod("a1", "node-a"))
+        await kube.aio.create(storage_container("a-tool", "a1", images.busybox))
+        await wait_for_phase(kube, CONTAINERS, "a-tool", "Started")
+    await relabel(kube, "a-tool", "node-c")  # nobody watching node-a's share now
+    tool = await kube.aio.get(CONTAINERS, NAMESPACE, "a-tool")
+    assert tool["metadata"]["finalizers"] == [FINALIZER]
+    since = len(kube.requests)
+
+    async with running_agent(agent_a):
+
+        async def released():
+            obj = await kube.aio.get(CONTAINERS, NAMESPACE, "a-tool")
+            return not obj["metadata"].get("finalizers")
+
+        await wait_until(released, timeout=30)
+        assert await in_thread(names_in, store) == ["a1"]
+        await kube.aio.delete(CONTAINERS, NAMESPACE, "a-tool")
+        await wait_gone(kube, CONTAINERS, "a-tool", timeout=10)
+
+    calls = [
+        (r.method, r.subresource)
+        for r in kube.requests[since:]
+        if r.name == "a-tool" and r.user == "agent-a"
+    ]
+    # One GET to find it moved, one conditional write of its finalizers (then the test deletes
+    # it: that is no business of node-a's any more).
+    assert calls == [("GET", None), ("PATCH", None)], calls

@@ -73,6 +73,19 @@ SPECS = [
         id="env-merged-over-the-images",
     ),
     pytest.param(
+        ProcessSpec(
+            command=["/bin/echo", "$(GREETING)", "$$(GREETING)", "$(NOPE)", "$(URL)"],
+            env={"GREETING": "expanded", "URL": "http://$(GREETING):80"},
+        ),
+        "expanded $(GREETING) $(NOPE) http://expanded:80\n",
+        id="var-references-in-command-expanded-from-env",
+    ),
+    pytest.param(
+        ProcessSpec(args=["echo $URL; echo '$(GREETING)'"], env={"URL": "x-$(GREETING)"}),
+        "x-$(GREETING)\n$(GREETING)\n",
+        id="image-env-is-no-source-for-var-references",
+    ),
+    pytest.param(
         ProcessSpec(args=["pwd"], working_dir="/tmp"),
         "/tmp\n",
         id="working-dir-replaces-the-images",

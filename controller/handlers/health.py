@@ -1,0 +1,100 @@
+"""Whether the agent is in touch with the API server: what ``/healthz`` reports.
+
+An agent that cannot log in to or list from the API server does nothing for its node,
+however alive its process is, so kopf's liveness endpoint must say so. The agent's own
+API calls record their outcome here (:meth:`ApiHealth.ok`, :meth:`ApiHealth.failed`):
+the watch of unassigned StorageContainers reconnects at least once a minute and lists
+again after every failure, so its outcomes follow the API server without extra calls.
+Only when nothing was recorded for a while (a connection that hangs instead of failing,
+or none made yet) does the probe make one small call itself (:func:`check`), so an
+agent's health costs the API server nothing in the usual case.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+#: Seconds without a recorded outcome after which the probe calls the API itself.
+STALE_AFTER = 90.0
+
+
+class ApiUnreachable(Exception):
+    """The agent's last call to the API server failed; the message says which and why."""
+
+
+class ApiHealth:
+    """The outcome of the agent's latest API calls (thread-safe)."""
+
+    def __init__(
+        self, *, stale_after: float = STALE_AFTER, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.stale_after = stale_after
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._at: float | None = None  # when the latest outcome was recorded
+        self._problem: str | None = None  # None: the latest call succeeded
+
+    def ok(self) -> None:
+        with self._lock:
+            self._at, self._problem = self._clock(), None
+
+    def failed(self, what: str, err: BaseException) -> None:
+        with self._lock:
+            self._at, self._problem = self._clock(), f"{what} failed: {describe(err)}"
+
+    def stale(self) -> bool:
+        with self._lock:
+            return self._at is None or self._clock() - self._at >= self.stale_after
+
+    def problem(self) -> str | None:
+        """None while in touch with the API server, else what failed last."""
+        with self._lock:
+            return self._problem
+
+
+def describe(err: BaseException) -> str:
+    """One line for an API call's failure (an HTTP status, or the connection's error)."""
+    status = getattr(err, "status", None)
+    if isinstance(status, int) and status:
+        return f"HTTP {status} {getattr(err, 'reason', '') or ''}".strip()
+    cause = getattr(err, "reason", None)  # urllib3's MaxRetryError: the connection's error
+    if isinstance(cause, BaseException):
+        return describe(cause)
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text[:300]
+
+
+def check(health: ApiHealth, call: Callable[[], object]) -> str:
+    """The probe: "ok", or :class:`ApiUnreachable` naming the failed call.
+
+    ``call`` is made (and its outcome recorded) only when nothing recent is known.
+    """
+    if health.stale():
+        try:
+            call()
+        except Exception as err:  # any failure to reach the API is the answer, not a crash
+            health.failed("listing StoragePods", err)
+        else:
+            health.ok()
+    problem = health.problem()
+    if problem is not None:
+        raise ApiUnreachable(f"the API server is out of reach: {problem}")
+    return "ok"
+
+
+class _OneLineProbeFailures(logging.Filter):
+    """aiohttp logs a failed probe's traceback; kopf has logged its one line already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and type(exc).__name__ == "ActivityError")
+
+
+def quiet_probe_failures() -> None:
+    """Keep the tracebacks of failed health probes out of the agent's log."""
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _OneLineProbeFailures) for f in server.filters):
+        server.addFilter(_OneLineProbeFailures())

@@ -1,0 +1,93 @@
+"""What /healthz says, from the outcomes of the agent's API calls (controller.handlers.health)."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.handlers.health import ApiHealth, ApiUnreachable, check, describe
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Calls:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.count = 0
+        self.error = error
+
+    def __call__(self) -> None:
+        self.count += 1
+        if self.error is not None:
+            raise self.error
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"({status})\nReason: {reason}\nHTTP response headers: ...")
+        self.status, self.reason = status, reason
+
+
+class RetriesExhausted(Exception):
+    def __init__(self, reason: Exception) -> None:
+        super().__init__("HTTPConnectionPool(host='api', port=6443): Max retries exceeded ...")
+        self.reason = reason
+
+
+def test_nothing_known_yet_makes_the_probe_call_the_api_once():
+    health, call = ApiHealth(), Calls()
+    assert check(health, call) == "ok"
+    assert check(health, call) == "ok"
+    assert call.count == 1
+
+
+def test_a_recent_success_answers_without_any_call():
+    health, call = ApiHealth(), Calls(RuntimeError("never called"))
+    health.ok()
+    assert check(health, call) == "ok"
+    assert call.count == 0
+
+
+def test_the_last_failure_makes_the_probe_fail_naming_the_call_and_why():
+    health = ApiHealth()
+    health.ok()
+    health.failed("watching StorageContainers", HttpError(401, "Unauthorized"))
+    with pytest.raises(ApiUnreachable, match="watching StorageContainers failed: HTTP 401"):
+        check(health, Calls())
+
+
+def test_a_success_after_a_failure_makes_it_healthy_again():
+    health = ApiHealth()
+    health.failed("login", ValueError("no kubeconfig"))
+    health.ok()
+    assert check(health, Calls()) == "ok"
+
+
+def test_when_nothing_was_recorded_for_long_the_probe_asks_the_api_itself():
+    clock = Clock()
+    health = ApiHealth(stale_after=90, clock=clock)
+    health.ok()
+    clock.now = 91
+    refused = Calls(RetriesExhausted(ConnectionRefusedError("[Errno 111] Connection refused")))
+    with pytest.raises(ApiUnreachable, match=r"listing StoragePods failed: .*Connection refused"):
+        check(health, refused)
+    assert refused.count == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        pytest.param(HttpError(403, "Forbidden"), "HTTP 403 Forbidden", id="http-status"),
+        pytest.param(
+            RetriesExhausted(OSError("Connection refused")), "Connection refused", id="cause"
+        ),
+        pytest.param(TimeoutError(), "TimeoutError", id="no-message"),
+        pytest.param(ValueError("a\n  b"), "a b", id="one-line"),
+    ],
+)
+def test_a_failure_is_described_in_one_line(error, line):
+    assert describe(error) == line
