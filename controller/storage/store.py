@@ -66,6 +66,10 @@ class StorageImage:
     layer: str
     created: str
     size: int = 0
+    # The image's metadata field (containers/image keeps JSON there) and the keys of
+    # its big-data items: podstore's image-GC marks live in these two.
+    metadata: str = ""
+    big_data_names: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StorageImage:
@@ -77,6 +81,8 @@ class StorageImage:
             layer=str(data.get("layer") or ""),
             created=str(data.get("created") or ""),
             size=int(sum(v for v in sizes.values() if isinstance(v, int))),
+            metadata=str(data.get("metadata") or ""),
+            big_data_names=tuple(str(n) for n in data.get("big-data-names") or ()),
         )
 
 
@@ -351,6 +357,47 @@ class Store:
             raise ImageInUse(f"image {id!r} is used by containers: {done.stderr.strip()}")
         raise CommandError(TOOL, "delete-image", done.returncode, done.stderr)
 
+    def set_image_metadata(self, id: str, metadata: str) -> None:
+        """Replace an image's metadata field (``set-metadata`` takes images as well)."""
+        done = self.runner.run("set-metadata", "--metadata", metadata, id, check=False)
+        if done.returncode != 0:
+            if _not_known(done.stderr) or "image not known" in done.stderr:
+                raise ImageNotFound(f"image {id!r} is not in the store")
+            raise CommandError(TOOL, "set-metadata", done.returncode, done.stderr)
+
+    def set_image_data(self, id: str, key: str, data: bytes) -> None:
+        """Attach a big-data item ``key`` to an image (kept until the image goes).
+
+        The data reaches the CLI through an inherited memory file, never a file on disk.
+        """
+        if not key or "\x00" in key or "\n" in key:
+            raise InvalidName(f"image data key {key!r} is not valid")
+        fd = os.memfd_create("podstore-image-data", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, data)
+            os.lseek(fd, 0, os.SEEK_SET)
+            done = self.runner.run(
+                "set-image-data", "--file", f"/proc/self/fd/{fd}", id, key,
+                check=False, pass_fds=(fd,),
+            )  # fmt: skip
+        finally:
+            os.close(fd)
+        if done.returncode != 0:
+            if _not_known(done.stderr) or "image not known" in done.stderr:
+                raise ImageNotFound(f"image {id!r} is not in the store")
+            raise CommandError(TOOL, "set-image-data", done.returncode, done.stderr)
+
+    def filesystem_usage(self) -> FilesystemUsage:
+        """How full the filesystem holding the store's graph root is (as the kubelet
+        measures its image filesystem: capacity, and what is not available to users)."""
+        try:
+            st = os.statvfs(self.root)
+        except OSError as err:
+            raise StorageError(f"cannot measure the filesystem of {self.root}: {err}") from err
+        total = st.f_blocks * st.f_frsize
+        available = st.f_bavail * st.f_frsize
+        return FilesystemUsage(used=max(total - available, 0), total=total)
+
     # -- store --------------------------------------------------------------
 
     def shutdown(self, *, force: bool = False) -> None:
@@ -363,6 +410,26 @@ class Store:
             for container in self.containers():
                 self.unmount(container.id, force=True)
         self.runner.run("shutdown")
+
+
+@dataclass(frozen=True)
+class FilesystemUsage:
+    """Bytes used and the capacity of one filesystem."""
+
+    used: int
+    total: int
+
+
+def chain_layers(layer: str, sizes: Mapping[str, tuple[str, int]]) -> tuple[tuple[str, int], ...]:
+    """A layer and all its parents, top first, each with its size (from ``layer_sizes``)."""
+    out: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    while layer and layer in sizes and layer not in seen:
+        seen.add(layer)
+        parent, size = sizes[layer]
+        out.append((layer, size))
+        layer = parent
+    return tuple(out)
 
 
 def chain_size(layer: str, sizes: Mapping[str, tuple[str, int]]) -> int:
@@ -388,4 +455,11 @@ def _absolute(value: str | os.PathLike[str], what: str) -> str:
     return os.path.normpath(path)
 
 
-__all__ = ["StorageContainer", "StorageImage", "Store", "chain_size"]
+__all__ = [
+    "FilesystemUsage",
+    "StorageContainer",
+    "StorageImage",
+    "Store",
+    "chain_layers",
+    "chain_size",
+]
