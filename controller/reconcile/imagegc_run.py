@@ -122,7 +122,7 @@ class ImageCollector:
         """The pass's input, read from the store (and, with ``write``, last uses refreshed)."""
         now = self.clock()
         stored = self.store.images()
-        sizes = self.store.layer_sizes() if stored else {}
+        sizes, arrived = self.store.layer_arrivals() if stored else ({}, {})
         containers = self.store.containers() if stored else []
         in_use = frozenset(c.image for c in containers if c.image)
         used_at: dict[str, float] = {}
@@ -143,7 +143,8 @@ class ImageCollector:
                     names=image.names,
                     layers=chain_layers(image.layer, sizes),
                     last_used=last,
-                    created=parse_time(image.created),
+                    # When it came into this store: its top layer's creation there.
+                    created=parse_time(arrived.get(image.layer, "")) or parse_time(image.created),
                     pulled=marks.pulled,
                 )
             )
@@ -194,9 +195,10 @@ class ImageCollector:
             return GCOutcome(plan=plan, error=plan.problem, dry_run=dry_run)
         if dry_run or not plan.needed:
             return GCOutcome(plan=plan, dry_run=dry_run, low_unreachable=plan.low_unreachable)
-        return self._execute(plan)
+        return self.execute(plan)
 
-    def _execute(self, plan: GCPlan) -> GCOutcome:
+    def execute(self, plan: GCPlan) -> GCOutcome:
+        """Remove what ``plan`` says, one image at a time, while usage is not under low."""
         low = self.policy.low_threshold
         log.info(
             "image GC: usage %.1f%% is over the high threshold %d%%: freeing %d bytes "

@@ -332,6 +332,18 @@ class Store:
             if isinstance(item, dict) and "id" in item
         }
 
+    def layer_arrivals(self) -> tuple[dict[str, tuple[str, int]], dict[str, str]]:
+        """From one ``layers --json``: what :meth:`layer_sizes` gives (sizes on disk), and
+        each layer's creation time in this store (RFC 3339), i.e. when it arrived.
+
+        An image's own ``created`` is its config's build time, not its arrival."""
+        data = _parse_json(self.runner.run("layers", "--json").stdout or "[]", "layers")
+        items = [i for i in data or () if isinstance(i, dict) and "id" in i]
+        sizes = {
+            str(i["id"]): (str(i.get("parent") or ""), int(i.get("diff-size") or 0)) for i in items
+        }
+        return sizes, {str(i["id"]): str(i.get("created") or "") for i in items}
+
     def image_layers_size(self, top_layer: str) -> int:
         """The compressed size of a layer and its parents (what a pull of them moves)."""
         return chain_size(top_layer, self.layer_sizes(compressed=True))
@@ -390,8 +402,11 @@ class Store:
     def filesystem_usage(self) -> FilesystemUsage:
         """How full the filesystem holding the store's graph root is (as the kubelet
         measures its image filesystem: capacity, and what is not available to users)."""
+        path = self.root
+        while not os.path.exists(path) and os.path.dirname(path) != path:
+            path = os.path.dirname(path)  # a store not made yet: the filesystem it will be on
         try:
-            st = os.statvfs(self.root)
+            st = os.statvfs(path)
         except OSError as err:
             raise StorageError(f"cannot measure the filesystem of {self.root}: {err}") from err
         total = st.f_blocks * st.f_frsize
