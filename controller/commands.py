@@ -391,17 +391,9 @@ def images(args: argparse.Namespace) -> int:
 
 
 def _collector(inv: Inventory, settings: config.Settings) -> Any:
-    from controller.reconcile.imagegc import GCPolicy
-    from controller.reconcile.imagegc_run import ImageCollector
+    from controller.reconcile.imagegc_run import collector_for
 
-    policy = GCPolicy(
-        high_threshold=settings.image_gc_high_threshold,
-        low_threshold=settings.image_gc_low_threshold,
-        minimum_age=settings.image_minimum_gc_age,
-        gc_all=settings.image_gc_all,
-    )
-    pinned = (settings.infra_image, *settings.pinned_images)
-    return ImageCollector(inv.runtime.images, policy=policy, pinned=pinned)
+    return collector_for(inv.runtime.images, settings)
 
 
 def _add_gc_columns(inv: Inventory, found: list[dict[str, Any]], settings: config.Settings) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -286,3 +288,50 @@ def patch_container_status_if(
             return False
         raise
     return True
+
+
+# -- image GC -----------------------------------------------------------------------------
+
+
+@uses(model.GROUP, model.POD_PLURAL, "list")
+@uses(model.GROUP, model.CONTAINER_PLURAL, "list")
+def list_node_objects(node: str) -> list[Mapping[str, Any]]:
+    """This node's StoragePods and StorageContainers (what image GC must not undercut)."""
+    pods: Any = _custom().list_cluster_custom_object(
+        model.GROUP, model.VERSION, model.POD_PLURAL, field_selector=pod_field_selector(node)
+    )
+    containers: Any = _custom().list_cluster_custom_object(
+        model.GROUP,
+        model.VERSION,
+        model.CONTAINER_PLURAL,
+        label_selector=container_label_selector(node),
+    )
+    found = [*pods.get("items", []), *containers.get("items", [])]
+    return [i for i in found if isinstance(i, Mapping)]
+
+
+# Node events go where the kubelet posts its own: the default namespace.
+NODE_EVENT_NAMESPACE = "default"
+
+
+@uses("", "events", "create")
+def post_node_event(node: str, type_: str, reason: str, message: str) -> None:
+    """An Event about the Node, as the kubelet posts ImageGCFailed (``kubectl describe node``)."""
+    now = dt.datetime.now(dt.UTC)
+    body: Any = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{node}.{uuid.uuid4().hex[:16]}", "namespace": NODE_EVENT_NAMESPACE},
+        # The kubelet gives a node's events the node's name as its UID, too.
+        "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node},
+        "reason": reason,
+        "message": message[:1024],
+        "type": type_,
+        "source": {"component": "podstore-agent", "host": node},
+        "reportingComponent": "podstore-agent",
+        "reportingInstance": node,
+        "firstTimestamp": now.isoformat().replace("+00:00", "Z"),
+        "lastTimestamp": now.isoformat().replace("+00:00", "Z"),
+        "count": 1,
+    }
+    client.CoreV1Api(api_client()).create_namespaced_event(NODE_EVENT_NAMESPACE, body)

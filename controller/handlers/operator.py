@@ -23,6 +23,7 @@ from controller.config import Settings
 from controller.handlers import kube, metrics
 from controller.handlers.agent import Agent, orphan_loop
 from controller.handlers.claims import Claims
+from controller.handlers.images import NodeImageGC, image_gc_loop
 from controller.reconcile import model
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     node = settings.node_name
     every = settings.resync_interval
+    agent_settings = settings
 
     def pod_is_mine(spec: Any, **_: Any) -> bool:
         return bool(spec.get("nodeName") == node)
@@ -98,11 +100,14 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         )
         memo["stop"] = asyncio.Event()
         memo["orphans"] = asyncio.create_task(orphan_loop(memo["agent"], memo["stop"]))
+        gc = NodeImageGC(memo["agent"].reconciler.runtime.images, agent_settings)
+        memo["imagegc"] = asyncio.create_task(image_gc_loop(gc, memo["stop"]))
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: Any, **_: Any) -> None:
         memo["stop"].set()
         memo["orphans"].cancel()
+        memo["imagegc"].cancel()
         if "claims" in memo:
             memo["claims"].close()
 

@@ -26,10 +26,12 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from controller.config import Settings
 from controller.reconcile.imagegc import FsUsage, GCInput, GCPlan, GCPolicy, ImageRecord, Removal
 from controller.reconcile.imagegc import plan as make_plan
 from controller.storage import ImageService, StorageContainer, StorageImage
@@ -134,7 +136,9 @@ class ImageCollector:
             marks = ImageMarks.of(image)
             last = max(marks.last_used or 0.0, used_at.get(image.id, 0.0))
             if image.id in in_use:
-                if write and (marks.last_used or 0.0) < now - self.refresh:
+                # Another tool's image is written on only when GC may remove it.
+                ours = marks.pulled or self.policy.gc_all
+                if write and ours and (marks.last_used or 0.0) < now - self.refresh:
                     self._mark_used(image, now)
                 last = now
             records.append(
@@ -252,6 +256,40 @@ class ImageCollector:
         )
 
 
+def policy_of(settings: Settings) -> GCPolicy:
+    return GCPolicy(
+        high_threshold=settings.image_gc_high_threshold,
+        low_threshold=settings.image_gc_low_threshold,
+        minimum_age=settings.image_minimum_gc_age,
+        gc_all=settings.image_gc_all,
+    )
+
+
+def collector_for(images: ImageService, settings: Settings) -> ImageCollector:
+    """The one collector of a store: the infra image is always pinned."""
+    return ImageCollector(
+        images,
+        policy=policy_of(settings),
+        pinned=(settings.infra_image, *settings.pinned_images),
+    )
+
+
+def images_named(objects: Iterable[Mapping[str, Any]], infra_image: str) -> set[str]:
+    """The images StoragePods and StorageContainers name (what their creates will use)."""
+    out: set[str] = set()
+    for obj in objects:
+        spec = obj.get("spec") or {}
+        if obj.get("kind") == "StoragePod":
+            out.add(str(spec.get("infraImage") or infra_image))
+            for template in spec.get("containers") or ():
+                if isinstance(template, Mapping) and template.get("image"):
+                    out.add(str(template["image"]))
+        for key in ("image", "imageID"):
+            if spec.get(key):
+                out.add(str(spec[key]))
+    return out
+
+
 _ISO = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
 _HEX = re.compile(r"^[a-f0-9]{12,64}$")
 
@@ -297,6 +335,9 @@ __all__ = [
     "GCOutcome",
     "ImageCollector",
     "Skipped",
+    "collector_for",
     "container_created",
+    "images_named",
     "parse_time",
+    "policy_of",
 ]
