@@ -190,7 +190,9 @@ class ImageCollector:
     ) -> GCOutcome:
         """Observe, plan and (unless ``dry_run``) remove; never raises a StorageError."""
         try:
-            gc, _ = self.observe(wanted, pinned, write=not dry_run)
+            gc, stored = self.observe(wanted, pinned, write=not dry_run)
+            if not dry_run and self._repair(gc, stored):
+                gc, stored = self.observe(wanted, pinned, write=False)
         except StorageError as err:
             log.warning("image GC: the store could not be read: %s", err)
             return GCOutcome(plan=None, error=f"the store could not be read: {err}")
@@ -200,6 +202,37 @@ class ImageCollector:
         if dry_run or not plan.needed:
             return GCOutcome(plan=plan, dry_run=dry_run, low_unreachable=plan.low_unreachable)
         return self.execute(plan)
+
+    def _repair(self, gc: GCInput, stored: list[StorageImage]) -> bool:
+        """Finish removals a killed pass left half done.
+
+        containers-storage 1.43 deletes an image's layers before its record, so a removal
+        killed midway leaves an image whose top layer is gone: no container can be made
+        from it. Such an image that podstore pulled is removed now, whatever the usage."""
+        done = False
+        for image, record in zip(stored, gc.images, strict=True):
+            if not image.layer or record.layers or image.id in gc.in_use:
+                continue
+            if not record.pulled and not self.policy.gc_all:
+                log.warning(
+                    "image GC: image %s has lost its layers (another tool's: left alone)",
+                    image.id[:12],
+                )
+                continue
+            log.warning(
+                "image GC: removing image %s, whose layers an interrupted removal took",
+                image.id[:12],
+            )
+            try:
+                self.images.remove_unused(image.id)
+            except StoreLocked:
+                raise
+            except StorageError:
+                # delete-image may refuse an image whose layer is unknown; the record
+                # then goes with the CLI's unchecked delete, which touches nothing else.
+                self.store.delete_record(image.id)
+            done = True
+        return done
 
     def execute(self, plan: GCPlan) -> GCOutcome:
         """Remove what ``plan`` says, one image at a time, while usage is not under low."""

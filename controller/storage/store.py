@@ -369,6 +369,16 @@ class Store:
             raise ImageInUse(f"image {id!r} is used by containers: {done.stderr.strip()}")
         raise CommandError(TOOL, "delete-image", done.returncode, done.stderr)
 
+    def delete_record(self, id: str) -> bool:
+        """``delete ID``: the CLI's removal without safety checks, for a record whose
+        layers are gone already; False when there was nothing to delete."""
+        done = self.runner.run("delete", id, check=False)
+        if done.returncode == 0:
+            return True
+        if _not_known(done.stderr):
+            return False
+        raise CommandError(TOOL, "delete", done.returncode, done.stderr)
+
     def set_image_metadata(self, id: str, metadata: str) -> None:
         """Replace an image's metadata field (``set-metadata`` takes images as well)."""
         done = self.runner.run("set-metadata", "--metadata", metadata, id, check=False)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -344,21 +345,29 @@ def test_a_pass_killed_midway_leaves_a_consistent_store(small: SmallStore) -> No
     finally:
         proc.wait(timeout=60)
 
-    # The store reads, every image left has its whole layer chain, the container mounts.
+    # The store reads; at most the image being removed lost its layers (containers-storage
+    # 1.43 deletes the layers first); the in-use image is whole and its container mounts.
     images = cs(small.paths, "images", "--json") or []
-    layers = {layer["id"]: layer for layer in cs(small.paths, "layers", "--json") or []}
-    for image in images:
-        layer = image["layer"]
-        while layer:
-            assert layer in layers, f"image {image['id'][:12]} lost layer {layer[:12]}"
-            layer = layers[layer].get("parent") or ""
     assert in_use in {i["id"] for i in images}
+    assert len([i for i in images if not whole(small, i)]) <= 1
     assert cs(small.paths, "mount", container.id)
     cs(small.paths, "unmount", container.id)
-    # The next pass finishes the work.
+    # The next pass finishes the work, the half-removed image included.
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert small.ids() == {in_use}
+    assert all(whole(small, i) for i in cs(small.paths, "images", "--json"))
+
+
+def whole(small: SmallStore, image: dict[str, Any]) -> bool:
+    """Whether every layer of the image's chain is in the store."""
+    layers = {layer["id"]: layer for layer in cs(small.paths, "layers", "--json") or []}
+    layer = image["layer"]
+    while layer:
+        if layer not in layers:
+            return False
+        layer = layers[layer].get("parent") or ""
+    return True
 
 
 def _image_ids_unlocked(small: SmallStore) -> list[str]:
