@@ -35,7 +35,16 @@ API_VERSION: Final = f"{GROUP}/{VERSION}"
 
 # The kinds of podstore and their plurals (the names in the API's URLs).
 KINDS: Final[Mapping[str, str]] = MappingProxyType(
-    {"StoragePod": "storagepods", "StorageContainer": "storagecontainers"}
+    {
+        "StoragePod": "storagepods",
+        "StorageContainer": "storagecontainers",
+        "StorageImage": "storageimages",
+    }
+)
+# The kinds `podstore run` reads from manifest files (a StorageImage asks the cluster's
+# nodes to pre-pull an image; there is no cluster in file mode).
+RUN_KINDS: Final[Mapping[str, str]] = MappingProxyType(
+    {k: v for k, v in KINDS.items() if k != "StorageImage"}
 )
 
 # The package's copy of the repository's top-level crds/ (the one source of the CRDs),

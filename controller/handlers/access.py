@@ -35,20 +35,25 @@ def uses(group: str, resource: str, *verbs: str) -> Callable[[F], F]:
 def kopf_access(registry: Any) -> set[tuple[str, str, str]]:
     """What kopf itself does for the resources that have handlers in ``registry``."""
     triples: set[tuple[str, str, str]] = set()
-    resources = set()
-    for handlers in (
-        registry._indexing,
-        registry._watching,
-        registry._spawning,
-        registry._changing,
+    watched: set[tuple[str, str]] = set()
+    kept: set[tuple[str, str]] = set()  # with kopf's bookkeeping (finalizer, progress)
+    for handlers, bookkeeping in (
+        (registry._indexing, True),
+        (registry._watching, False),  # raw event handlers: kopf writes nothing
+        (registry._spawning, True),
+        (registry._changing, True),
     ):
         for handler in handlers.get_all_handlers():
             selector = handler.selector
             if selector is not None:
-                resources.add((selector.group or "", selector.plural or selector.any_name or ""))
-    for group, plural in resources:
+                resource = (selector.group or "", selector.plural or selector.any_name or "")
+                watched.add(resource)
+                if bookkeeping:
+                    kept.add(resource)
+    for group, plural in watched:
         for verb in ("list", "watch"):
             triples.add((group, plural, verb))
+    for group, plural in kept:
         # Finalizers and kopf's own progress bookkeeping are patches of the object;
         # status is patched through the status subresource.
         triples.add((group, plural, "patch"))

@@ -335,3 +335,47 @@ def post_node_event(node: str, type_: str, reason: str, message: str) -> None:
         "count": 1,
     }
     client.CoreV1Api(api_client()).create_namespaced_event(NODE_EVENT_NAMESPACE, body)
+
+
+# -- pre-pull: StorageImage (cluster-scoped) ------------------------------------------------
+
+IMAGE_PLURAL = "storageimages"
+
+
+@uses("", "nodes", "get")
+def node_labels(node: str) -> dict[str, str]:
+    """The labels of this agent's own Node (what a StorageImage's nodeSelector matches)."""
+    found = client.CoreV1Api(api_client()).read_node(node)
+    return dict((found.metadata.labels if found.metadata else None) or {})
+
+
+@uses(model.GROUP, IMAGE_PLURAL, "get")
+def get_storage_image(name: str) -> Mapping[str, Any] | None:
+    try:
+        found: Any = _custom().get_cluster_custom_object(
+            model.GROUP, model.VERSION, IMAGE_PLURAL, name
+        )
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return found if isinstance(found, Mapping) else None
+
+
+@uses(model.GROUP, f"{IMAGE_PLURAL}/status", "patch")
+def patch_storage_image_nodes(name: str, resource_version: str, nodes: list[Any]) -> bool:
+    """Write status.nodes onto the version read; False when another writer came first.
+
+    A merge patch replaces a list whole, so the precondition is what keeps another
+    node's entry: a concurrent write changes the resourceVersion and this one is refused
+    (409), read again and redone by the caller."""
+    body = {"metadata": {"resourceVersion": resource_version}, "status": {"nodes": nodes}}
+    try:
+        _custom().patch_cluster_custom_object_status(
+            model.GROUP, model.VERSION, IMAGE_PLURAL, name, body
+        )
+    except ApiException as err:
+        if err.status == 409:
+            return False
+        raise
+    return True

@@ -24,12 +24,14 @@ from controller.handlers import kube, metrics
 from controller.handlers.agent import Agent, orphan_loop
 from controller.handlers.claims import Claims
 from controller.handlers.images import NodeImageGC, image_gc_loop
+from controller.handlers.prepull import PrePulls, prepull_loop
 from controller.reconcile import model
 
 log = logging.getLogger(__name__)
 
 PODS = (model.GROUP, model.VERSION, model.POD_PLURAL)
 CONTAINERS = (model.GROUP, model.VERSION, model.CONTAINER_PLURAL)
+IMAGES = (model.GROUP, model.VERSION, kube.IMAGE_PLURAL)
 
 
 def _pod_of(index: Any, namespace: str | None, name: Any) -> Mapping[str, Any] | None:
@@ -100,7 +102,10 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         )
         memo["stop"] = asyncio.Event()
         memo["orphans"] = asyncio.create_task(orphan_loop(memo["agent"], memo["stop"]))
-        gc = NodeImageGC(memo["agent"].reconciler.runtime.images, agent_settings)
+        images = memo["agent"].reconciler.runtime.images
+        memo["prepulls"] = PrePulls(images, node)
+        memo["prepull"] = asyncio.create_task(prepull_loop(memo["prepulls"], every, memo["stop"]))
+        gc = NodeImageGC(images, agent_settings, pinned=memo["prepulls"].pinned)
         memo["imagegc"] = asyncio.create_task(image_gc_loop(gc, memo["stop"]))
 
     @kopf.on.cleanup(registry=registry)
@@ -108,6 +113,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         memo["stop"].set()
         memo["orphans"].cancel()
         memo["imagegc"].cancel()
+        memo["prepull"].cancel()
         if "claims" in memo:
             memo["claims"].close()
 
@@ -197,6 +203,20 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
         siblings = kw["members"].get((namespace, spec.get("podName")), ())
         memo["agent"].delete_container(body, pod, siblings)
+
+    # StorageImages: raw watch events only, no kopf bookkeeping (no finalizer, no
+    # progress in status): the objects are shared by every node's agent.
+    @kopf.on.event(*IMAGES, registry=registry, id="prepull")
+    def storage_image_event(event: Any, memo: Any, **_: Any) -> None:
+        body = event.get("object") or {}
+        name = (body.get("metadata") or {}).get("name")
+        if not name or "prepulls" not in memo:
+            return
+        if event.get("type") == "DELETED":
+            memo["prepulls"].gone(name)
+            return
+        memo["prepulls"].seen(body)
+        memo["prepulls"].sync(name)
 
     return registry
 
