@@ -378,3 +378,24 @@ def _image_ids_unlocked(small: SmallStore) -> list[str]:
     except (OSError, ValueError):
         return list(small.ids())
     return [str(i["id"]) for i in data or ()]
+
+
+def test_an_image_a_killed_removal_left_without_layers_is_removed_by_the_next_pass(
+    small: SmallStore,
+) -> None:
+    kept = small.pull(3)
+    broken = small.pull(4)
+    foreign = small.copy_foreign(2)
+    for image_id in (broken, foreign):
+        image = small.store.image(image_id)
+        assert image is not None
+        # What containers-storage 1.43 leaves when killed inside delete-image: the layers
+        # went first, the record stayed.
+        cs(small.paths, "delete", image.layer)
+    gc = collector(small, time.time())  # usage far under 85 %: no collection due
+
+    outcome = gc.run_pass()
+
+    assert outcome.removed == ()
+    # podstore's broken image is gone; another tool's is left to that tool.
+    assert small.ids() == {kept, foreign}
