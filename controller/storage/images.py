@@ -350,8 +350,8 @@ class ImageService:
         try:
             if PULLED_KEY not in image.big_data_names:
                 self.store.set_image_data(image.id, PULLED_KEY, str(int(now)).encode())
-            fresh = self.store.image(image.id) or image
-            self.mark_used(fresh, now)
+            # A big-data item leaves the metadata as the record read after the pull has it.
+            self.mark_used(image, now)
         except StorageError as err:
             log.warning("could not mark image %s as pulled by podstore: %s", image.id[:12], err)
 
