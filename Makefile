@@ -34,6 +34,7 @@ bench: install ## the benchmarks: ratios against the bare CLI and podman
 	$(PY) bench/storage_cycle.py
 	$(PY) bench/operator.py
 	$(PY) bench/scale.py
+	$(PY) bench/image_gc.py
 
 image: install ## build the agent image offline (mmdebstrap + umoci) into build/image/oci
 	bash manifests/image/build-oci.sh build/image

@@ -36,6 +36,7 @@ def command(name: str, help_: str, add_args: AddArgs) -> Callable[[Command], Com
 def _agent_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     config.add_reconciler_arguments(parser, env)
     config.add_agent_arguments(parser, env)
+    config.add_image_gc_arguments(parser, env, interval=True)
 
 
 @command("agent", "run the operator for one node", _agent_args)
@@ -87,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         # Named by the subcommand ("podstore ps: error: ..."), not by podstore alone.
         _PARSERS[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    problem = config.check_arguments(args)
+    if problem:
+        _PARSERS[args.command].error(problem)
     logs.setup(args.log_level, args.log_format)
     try:
         return int(args.func(args))

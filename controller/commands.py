@@ -191,6 +191,7 @@ def _run_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         help="seconds between two looks at PATH while watching (default 1)",
     )
     config.add_reconciler_arguments(parser, env)
+    config.add_image_gc_arguments(parser, env)
 
 
 @command("run", "reconcile StoragePod/StorageContainer manifests without a cluster", _run_args)
@@ -352,28 +353,66 @@ def _images_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     _output_arg(parser, "table", "json", "yaml")
     parser.add_argument("-q", "--quiet", action="store_true", help="print the image IDs only")
     _no_trunc_arg(parser)
+    # What PINNED means: the same pins as the agent's and `rmi --prune`'s.
+    config.add_infra_image_argument(parser, env)
+    parser.add_argument(
+        "--pinned-image",
+        dest="pinned_images",
+        action="append",
+        default=[r for r in (env.get(config.ENV_PREFIX + "PINNED_IMAGES") or "").split(",") if r],
+        metavar="REF",
+        help="an image GC never removes, shown as pinned; repeatable (env PODSTORE_PINNED_IMAGES)",
+    )
 
 
 @command("images", "list the images in the store", _images_args)
 def images(args: argparse.Namespace) -> int:
     def show(inv: Inventory) -> str:
         found = inv.images()
+        _add_gc_columns(inv, found, _settings(args))
         if args.quiet:
             return "\n".join(i["id"] for i in found)
         if args.output != "table":
             return _dump(found, args.output)
+        now = time.time()
         rows = [
             [
                 _id(i["id"], args.no_trunc),
                 i["names"][0] if i["names"] else "",
                 output.size(i["size"]),
                 i["containers"],
+                "in use" if i["in_use"] else output.age_since(i["last_used"], now),
+                "yes" if i["pinned"] else "no",
             ]
             for i in found
         ]
-        return output.table(("IMAGE ID", "NAME", "SIZE", "CONTAINERS"), rows)
+        headers = ("IMAGE ID", "NAME", "SIZE", "CONTAINERS", "LAST USED", "PINNED")
+        return output.table(headers, rows)
 
     return _show(args, show)
+
+
+def _collector(inv: Inventory, settings: config.Settings) -> Any:
+    from controller.sync.imagegc import collector_for
+
+    return collector_for(inv.runtime.images, settings)
+
+
+def _add_gc_columns(inv: Inventory, found: list[dict[str, Any]], settings: config.Settings) -> None:
+    """Each image's last use (Unix seconds, None if unknown), pin, and whether podstore
+    pulled it, as image GC sees them."""
+    from controller.reconcile.imagegc import matches
+
+    if not found:
+        return
+    gc, _ = _collector(inv, settings).observe(write=False)
+    records = {r.id: r for r in gc.images}
+    for entry in found:
+        record = records.get(entry["id"])
+        entry["in_use"] = entry["id"] in gc.in_use
+        entry["last_used"] = (record.last_used or None) if record else None
+        entry["pinned"] = bool(record and matches(record, gc.pinned))
+        entry["pulled_by_podstore"] = bool(record and record.pulled)
 
 
 def _inspect_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
@@ -575,11 +614,34 @@ def rmp(args: argparse.Namespace) -> int:
 
 
 def _rmi_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image: name, ID or ID prefix")
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="image: name, ID or ID prefix")
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="run one image garbage-collection pass now (the agent's, with the same flags)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="--prune: print the plan, remove nothing"
+    )
+    _output_arg(parser, "table", "json")
+    config.add_infra_image_argument(parser, env)
+    config.add_image_gc_arguments(parser, env)
 
 
 @command("rmi", "remove images no container in the store uses", _rmi_args)
 def rmi(args: argparse.Namespace) -> int:
+    if args.prune and args.images:
+        print("podstore rmi: give IMAGE... or --prune, not both", file=sys.stderr)
+        return 2
+    if args.prune:
+        return _prune(args)
+    if not args.images:
+        print("podstore rmi: give the images to remove, or --prune", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print("podstore rmi: --dry-run goes with --prune", file=sys.stderr)
+        return 2
+
     def remove(inv: Inventory, ident: str) -> str:
         image = inv.find_image(ident)
         users = [c for c in inv.store.containers() if c.image == image.id]
@@ -591,6 +653,104 @@ def rmi(args: argparse.Namespace) -> int:
         return image.id
 
     return _remove(args, remove, what="images")
+
+
+def _prune(args: argparse.Namespace) -> int:
+    """``rmi --prune``: one GC pass (or its plan), a table of what goes, one line if it failed."""
+    try:
+        inv = _inventory(args)
+    except StoreRefused as err:
+        print(f"podstore rmi: {err}", file=sys.stderr)
+        return err.status
+    settings = _settings(args)
+    outcome = _collector(inv, settings).run_pass(dry_run=args.dry_run)
+    plan = outcome.plan
+    if plan is None:
+        print(f"podstore rmi: {outcome.reason}: {outcome.error}", file=sys.stderr)
+        return 1
+    done = plan.removals if args.dry_run else outcome.removed
+    if args.output == "json":
+        print(output.to_json(_prune_report(outcome, settings)))
+    else:
+        print(
+            _prune_table(outcome, done, dry_run=args.dry_run, high=settings.image_gc_high_threshold)
+        )
+    if outcome.error:
+        print(f"podstore rmi: {outcome.reason}: {outcome.error}", file=sys.stderr)
+        return 1
+    if outcome.low_unreachable and not args.dry_run:
+        print(
+            f"podstore rmi: {outcome.reason}: usage is "
+            f"{(outcome.usage_after or plan.usage).percent():.1f}%, still at or over the low "
+            f"threshold {settings.image_gc_low_threshold}%: nothing more may be removed "
+            "(images in use, pinned, younger than the minimum age or not pulled by podstore)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _prune_table(
+    outcome: Any, done: Any, *, dry_run: bool, high: int, no_trunc: bool = False
+) -> str:
+    plan = outcome.plan
+    now = time.time()
+    verb = "would remove" if dry_run else "removed"
+    rows = [
+        [_id(r.image_id, no_trunc), r.names[0] if r.names else "", output.size(r.bytes),
+         output.age_since(r.last_used, now), verb, ""]
+        for r in done
+    ]  # fmt: skip
+    rows += [
+        [_id(s.removal.image_id, no_trunc), s.removal.names[0] if s.removal.names else "",
+         output.size(s.removal.bytes), output.age_since(s.removal.last_used, now), "kept", s.why]
+        for s in outcome.skipped
+    ]  # fmt: skip
+    if dry_run or not plan.needed:
+        rows += [
+            [_id(k.image_id, no_trunc), k.names[0] if k.names else "", "", "", "kept", k.why]
+            for k in plan.kept
+        ]
+    after = plan.projected_percent if dry_run else (outcome.usage_after or plan.usage).percent()
+    if not plan.needed:
+        summary = (
+            f"usage {plan.usage_percent:.1f}% is under the high threshold {high}%: "
+            "nothing to remove"
+        )
+    else:
+        summary = f"usage {plan.usage_percent:.1f}% -> {after:.1f}%, " + (
+            f"{output.size(plan.bytes_freed)} to free"
+            if dry_run
+            else f"{output.size(outcome.bytes_freed)} freed"
+        )
+    table = output.table(("IMAGE ID", "NAME", "SIZE", "LAST USED", "ACTION", "WHY"), rows)
+    return f"{table}\n{summary}" if rows else summary
+
+
+def _prune_report(outcome: Any, settings: config.Settings) -> dict[str, Any]:
+    plan = outcome.plan
+    after = outcome.usage_after or plan.usage
+
+    def removal(r: Any) -> dict[str, Any]:
+        return {"id": r.image_id, "names": list(r.names), "bytes": r.bytes,
+                "last_used": r.last_used or None}  # fmt: skip
+
+    return {
+        "dry_run": outcome.dry_run,
+        "needed": plan.needed,
+        "high_threshold": settings.image_gc_high_threshold,
+        "low_threshold": settings.image_gc_low_threshold,
+        "usage": {"used": plan.usage.used, "total": plan.usage.total},
+        "usage_after": {"used": after.used, "total": after.total},
+        "bytes_to_free": plan.bytes_to_free,
+        "planned": [removal(r) for r in plan.removals],
+        "removed": [removal(r) for r in outcome.removed],
+        "skipped": [{**removal(s.removal), "why": s.why} for s in outcome.skipped],
+        "kept": [{"id": k.image_id, "names": list(k.names), "why": k.why} for k in plan.kept],
+        "low_unreachable": outcome.low_unreachable,
+        "reason": outcome.reason,
+        "error": outcome.error,
+    }
 
 
 def _remove(

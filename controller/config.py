@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,22 @@ class Settings:
     log_level: str = "INFO"
     # Log format: text or json (--log-format).
     log_format: str = "text"
+    # Image GC starts when the store's filesystem is this full, in percent, as the
+    # kubelet's flag of that name (--image-gc-high-threshold); 100 turns GC off.
+    image_gc_high_threshold: int = 85
+    # Image GC removes images until the filesystem is under this, in percent
+    # (--image-gc-low-threshold).
+    image_gc_low_threshold: int = 80
+    # Seconds an image is in the store before GC may remove it (--image-minimum-gc-age,
+    # a duration such as 2m).
+    image_minimum_gc_age: float = 120.0
+    # Images GC never removes, besides the infra image (--pinned-image, repeatable).
+    pinned_images: tuple[str, ...] = ()
+    # GC may remove images that another tool put in the store too (--image-gc-all).
+    image_gc_all: bool = False
+    # Seconds between two image-GC passes of the agent (--image-gc-interval; the kubelet's
+    # period is 5 minutes).
+    image_gc_interval: float = 300.0
 
 
 def _env(environ: Mapping[str, str], name: str) -> str | None:
@@ -81,6 +98,129 @@ def _number(
             f"podstore: environment variable {ENV_PREFIX}{name}={raw!r} is not a "
             f"{'whole number' if kind is int else 'number'}"
         ) from None
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a Go duration such as ``2m``, ``1h30m``, ``90s`` (a bare number is seconds)."""
+    value = text.strip() if isinstance(text, str) else ""
+    try:
+        seconds = float(value)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for match in _DURATION.finditer(value):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNIT[match.group(2)]
+            pos = match.end()
+        if not value or pos != len(value):
+            raise ValueError(f"{text!r} is not a duration such as 2m, 90s or 1h30m") from None
+    if seconds < 0:
+        raise ValueError(f"{text!r} is negative")
+    return seconds
+
+
+def _duration_arg(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _percent_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{value} is not a percentage between 0 and 100")
+    return value
+
+
+def _env_parsed(environ: Mapping[str, str], name: str, parse: Any, default: Any) -> Any:
+    raw = _env(environ, name)
+    if raw is None:
+        return default
+    try:
+        return parse(raw)
+    except (argparse.ArgumentTypeError, ValueError) as err:
+        raise SystemExit(f"podstore: environment variable {ENV_PREFIX}{name}: {err}") from None
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not true or false")
+
+
+def add_image_gc_arguments(
+    parser: argparse.ArgumentParser, environ: Mapping[str, str], *, interval: bool = False
+) -> None:
+    """The kubelet's image-GC flags (agent, run, rmi --prune); ``interval`` for the agent."""
+    parser.add_argument(
+        "--image-gc-high-threshold",
+        type=_percent_arg,
+        default=_env_parsed(environ, "IMAGE_GC_HIGH_THRESHOLD", _percent_arg, 85),
+        metavar="PERCENT",
+        help="filesystem usage that starts image GC; 100 disables it "
+        "(env PODSTORE_IMAGE_GC_HIGH_THRESHOLD)",
+    )
+    parser.add_argument(
+        "--image-gc-low-threshold",
+        type=_percent_arg,
+        default=_env_parsed(environ, "IMAGE_GC_LOW_THRESHOLD", _percent_arg, 80),
+        metavar="PERCENT",
+        help="filesystem usage image GC brings the store under "
+        "(env PODSTORE_IMAGE_GC_LOW_THRESHOLD)",
+    )
+    parser.add_argument(
+        "--image-minimum-gc-age",
+        type=_duration_arg,
+        default=_env_parsed(environ, "IMAGE_MINIMUM_GC_AGE", parse_duration, 120.0),
+        metavar="DURATION",
+        help="how long an image is kept at least, e.g. 2m (env PODSTORE_IMAGE_MINIMUM_GC_AGE)",
+    )
+    env_pinned = _env(environ, "PINNED_IMAGES")
+    parser.add_argument(
+        "--pinned-image",
+        dest="pinned_images",
+        action="append",
+        default=[r for r in (env_pinned or "").split(",") if r],
+        metavar="REF",
+        help="image GC never removes; repeatable; the infra image is always pinned "
+        "(env PODSTORE_PINNED_IMAGES, comma-separated)",
+    )
+    parser.add_argument(
+        "--image-gc-all",
+        action="store_true",
+        default=_env_parsed(environ, "IMAGE_GC_ALL", _boolean, False),
+        help="let image GC remove images that podstore did not pull (env PODSTORE_IMAGE_GC_ALL)",
+    )
+    if interval:
+        parser.add_argument(
+            "--image-gc-interval",
+            type=_duration_arg,
+            default=_env_parsed(environ, "IMAGE_GC_INTERVAL", parse_duration, 300.0),
+            metavar="DURATION",
+            help="time between two image-GC passes, e.g. 5m (env PODSTORE_IMAGE_GC_INTERVAL)",
+        )
+
+
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """What is wrong with flags that only make sense together; None when nothing."""
+    high = getattr(args, "image_gc_high_threshold", None)
+    low = getattr(args, "image_gc_low_threshold", None)
+    if high is not None and low is not None and low > high:
+        return (
+            f"--image-gc-low-threshold ({low}) must not be above --image-gc-high-threshold ({high})"
+        )
+    return None
 
 
 def add_store_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
@@ -120,13 +260,18 @@ def add_store_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, s
     )
 
 
-def add_reconciler_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    """The flags of the commands that reconcile (agent and run)."""
+def add_infra_image_argument(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
     parser.add_argument(
         "--infra-image",
         default=_env(environ, "INFRA_IMAGE") or DEFAULT_INFRA_IMAGE,
-        help="image of infra containers when a StoragePod names none (env PODSTORE_INFRA_IMAGE)",
+        help="image of infra containers when a StoragePod names none; image GC never "
+        "removes it (env PODSTORE_INFRA_IMAGE)",
     )
+
+
+def add_reconciler_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """The flags of the commands that reconcile (agent and run)."""
+    add_infra_image_argument(parser, environ)
     env_insecure = _env(environ, "INSECURE_REGISTRIES")
     parser.add_argument(
         "--insecure-registry",

@@ -39,6 +39,11 @@ API_VERSION: Final = schema.API_VERSION
 KINDS: Final[Mapping[str, str]] = MappingProxyType(
     {kind: str(k["plural"]) for kind, k in schema.KINDS.items()}
 )
+# The kinds `podstore run` reads from manifest files (a StorageImage asks the cluster's
+# nodes to pre-pull an image; there is no cluster in file mode).
+RUN_KINDS: Final[Mapping[str, str]] = MappingProxyType(
+    {k: v for k, v in KINDS.items() if k != schema.IMAGE_KIND}
+)
 
 # The package's copy of the repository's top-level crds/ (the one source of the CRDs),
 # shipped as package data so that a non-editable install reads the same files.

@@ -35,7 +35,11 @@ def document(kind: str) -> dict[str, Any]:
         "served": True,
         "storage": True,
         "subresources": {"status": {}},
-        "selectableFields": [{"jsonPath": p} for p in k["selectable"]],
+        **(
+            {"selectableFields": [{"jsonPath": p} for p in k["selectable"]]}
+            if k["selectable"]
+            else {}
+        ),
         "additionalPrinterColumns": k["columns"],
         "schema": {"openAPIV3Schema": k["schema"]},
     }
@@ -51,7 +55,7 @@ def document(kind: str) -> dict[str, Any]:
         },
         "spec": {
             "group": schema.GROUP,
-            "scope": "Namespaced",
+            "scope": k["scope"],
             "names": {
                 "kind": kind,
                 "listKind": f"{kind}List",

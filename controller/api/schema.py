@@ -21,8 +21,10 @@ VERSION: Final = "v1alpha1"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
 POD_KIND: Final = "StoragePod"
 CONTAINER_KIND: Final = "StorageContainer"
+IMAGE_KIND: Final = "StorageImage"
 POD_PLURAL: Final = "storagepods"
 CONTAINER_PLURAL: Final = "storagecontainers"
+IMAGE_PLURAL: Final = "storageimages"
 
 JSON = dict[str, Any]
 
@@ -375,6 +377,130 @@ POD_STATUS: Final[JSON] = {
 }
 
 
+# -- StorageImage (cluster-scoped: an image the selected nodes pull and pin) ------------------
+
+IMAGE_SCHEMA: Final[JSON] = {
+    "type": "object",
+    "description": "StorageImage asks every node (or the nodes its nodeSelector matches) to pull "
+    "an image into the node's containers/storage store before a pod needs it. "
+    "Each node's agent pulls it, reports in its own entry of status.nodes, and "
+    "never removes it by image garbage collection while the object exists.",
+    "required": ["spec"],
+    "properties": {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "spec": {
+            "type": "object",
+            "required": ["image"],
+            "properties": {
+                "image": {
+                    "type": "string",
+                    "description": "The image to hold: a "
+                    "registry reference "
+                    "(registry/name:tag or "
+                    "name@sha256:digest), as a "
+                    "StorageContainer's "
+                    "spec.image.",
+                    "minLength": 1,
+                    "maxLength": 4096,
+                },
+                "nodeSelector": {
+                    "type": "object",
+                    "description": "Labels a node must "
+                    "have for its agent "
+                    "to hold the image; "
+                    "empty or absent: "
+                    "every node.",
+                    "maxProperties": 64,
+                    "additionalProperties": {"type": "string", "maxLength": 63},
+                },
+                "imagePullSecrets": {
+                    "type": "array",
+                    "description": "Secrets (of type "
+                    "kubernetes.io/dockerconfigjson "
+                    "or "
+                    "kubernetes.io/dockercfg) "
+                    "holding "
+                    "credentials for "
+                    "the pull; the "
+                    "object has no "
+                    "namespace, so "
+                    "each names its "
+                    "namespace.",
+                    "maxItems": 32,
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["namespace", "name"],
+                    "items": {
+                        "type": "object",
+                        "required": ["namespace", "name"],
+                        "properties": {
+                            "namespace": {"type": "string", "minLength": 1, "maxLength": 63},
+                            "name": {"type": "string", "minLength": 1, "maxLength": 253},
+                        },
+                    },
+                },
+            },
+        },
+        "status": {
+            "type": "object",
+            "properties": {
+                "nodes": {
+                    "type": "array",
+                    "description": "One entry per node whose "
+                    "agent holds (or tries to "
+                    "hold) the image, each "
+                    "written only by that "
+                    "node's agent.",
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["nodeName"],
+                    "items": {
+                        "type": "object",
+                        "required": ["nodeName", "phase"],
+                        "properties": {
+                            "nodeName": {"type": "string", "minLength": 1},
+                            "phase": {
+                                "type": "string",
+                                "description": "Pulled (in the node's store), Pending or Failed.",
+                                "enum": ["Pending", "Pulled", "Failed"],
+                            },
+                            "imageID": {
+                                "type": "string",
+                                "description": "The image's ID in the node's store.",
+                            },
+                            "reason": {
+                                "type": "string",
+                                "description": "Why the entry is in its phase, in CamelCase.",
+                            },
+                            "message": {"type": "string"},
+                            "observedGeneration": {"type": "integer", "format": "int64"},
+                            "lastTransitionTime": {"type": "string", "format": "date-time"},
+                        },
+                    },
+                }
+            },
+        },
+    },
+}
+
+IMAGE_COLUMNS: Final[list[JSON]] = [
+    {
+        "name": "Image",
+        "type": "string",
+        "description": "The image the selected nodes hold.",
+        "jsonPath": ".spec.image",
+    },
+    {
+        "name": "Nodes",
+        "type": "string",
+        "description": "The nodes that report on the image, with their phase.",
+        "jsonPath": ".status.nodes[*].phase",
+        "priority": 1,
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
 # -- the kinds -------------------------------------------------------------------------------
 
 
@@ -412,6 +538,7 @@ def _root(description: str, name_rule: JSON, spec: JSON, status: JSON) -> JSON:
 
 KINDS: Final[Mapping[str, JSON]] = {
     POD_KIND: {
+        "scope": "Namespaced",
         "plural": POD_PLURAL,
         "singular": "storagepod",
         "short": ["spod"],
@@ -463,6 +590,7 @@ KINDS: Final[Mapping[str, JSON]] = {
         ),
     },
     CONTAINER_KIND: {
+        "scope": "Namespaced",
         "plural": CONTAINER_PLURAL,
         "singular": "storagecontainer",
         "short": ["sctr"],
@@ -504,6 +632,19 @@ KINDS: Final[Mapping[str, JSON]] = {
             CONTAINER_SPEC,
             CONTAINER_STATUS,
         ),
+    },
+    IMAGE_KIND: {
+        "scope": "Cluster",
+        "plural": IMAGE_PLURAL,
+        "singular": "storageimage",
+        "short": ["simg"],
+        "comment": [
+            "StorageImage: an image that the agents of the selected nodes pull into their stores",
+            "before any pod needs it, and keep (image GC pins it) while the object exists.",
+        ],
+        "selectable": [],
+        "columns": IMAGE_COLUMNS,
+        "schema": IMAGE_SCHEMA,
     },
 }
 

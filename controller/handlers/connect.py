@@ -151,7 +151,7 @@ def preflight(
     except Exception as err:  # the client's loader: unusable certificates, auth plugins, ...
         text = " ".join(str(err).split())[:300] or type(err).__name__
         raise NotConnected(f"{source} cannot be used: {text}", EXIT_CONFIG) from err
-    server = kube.api_client().configuration.host or server
+    server = kube.api_client().credentials.server or server
     _call(server, source, node, timeout)
 
 

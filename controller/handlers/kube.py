@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -333,6 +335,100 @@ def set_container_finalizers_if(
         )
     except ApiException as err:
         if err.status in (404, 409):
+            return False
+        raise
+    return True
+
+
+# -- image GC -----------------------------------------------------------------------------
+
+
+@uses(model.GROUP, model.POD_PLURAL, "list")
+@uses(model.GROUP, model.CONTAINER_PLURAL, "list")
+def list_node_objects(node: str) -> list[Mapping[str, Any]]:
+    """This node's StoragePods and StorageContainers (what image GC must not undercut)."""
+    pods: Any = api_client().request(
+        "GET", _path(None, model.POD_PLURAL), query={"fieldSelector": pod_field_selector(node)}
+    )
+    containers: Any = api_client().request(
+        "GET",
+        _path(None, model.CONTAINER_PLURAL),
+        query={"labelSelector": container_label_selector(node)},
+    )
+    found = [*pods.get("items", []), *containers.get("items", [])]
+    return [i for i in found if isinstance(i, Mapping)]
+
+
+# Node events go where the kubelet posts its own: the default namespace.
+NODE_EVENT_NAMESPACE = "default"
+
+
+@uses("", "events", "create")
+def post_node_event(node: str, type_: str, reason: str, message: str) -> None:
+    """An Event about the Node, as the kubelet posts ImageGCFailed (``kubectl describe node``)."""
+    now = dt.datetime.now(dt.UTC)
+    body: Any = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{node}.{uuid.uuid4().hex[:16]}", "namespace": NODE_EVENT_NAMESPACE},
+        # The kubelet gives a node's events the node's name as its UID, too.
+        "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node},
+        "reason": reason,
+        "message": message[:1024],
+        "type": type_,
+        "source": {"component": "podstore-agent", "host": node},
+        "reportingComponent": "podstore-agent",
+        "reportingInstance": node,
+        "firstTimestamp": now.isoformat().replace("+00:00", "Z"),
+        "lastTimestamp": now.isoformat().replace("+00:00", "Z"),
+        "count": 1,
+    }
+    api_client().request("POST", f"/api/v1/namespaces/{NODE_EVENT_NAMESPACE}/events", body=body)
+
+
+# -- pre-pull: StorageImage (cluster-scoped) ------------------------------------------------
+
+IMAGE_PLURAL = model.IMAGE_PLURAL
+
+
+@uses("", "nodes", "get")
+def node_labels(node: str) -> dict[str, str]:
+    """The labels of this agent's own Node (what a StorageImage's nodeSelector matches)."""
+    found: Any = api_client().request("GET", f"/api/v1/nodes/{quote(node, safe='')}")
+    labels = (
+        ((found or {}).get("metadata") or {}).get("labels") if isinstance(found, Mapping) else None
+    )
+    return {str(k): str(v) for k, v in (labels or {}).items()}
+
+
+@uses(model.GROUP, IMAGE_PLURAL, "get")
+def get_storage_image(name: str) -> Mapping[str, Any] | None:
+    try:
+        found: Any = api_client().request("GET", _path(None, IMAGE_PLURAL, name))
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return found if isinstance(found, Mapping) else None
+
+
+@uses(model.GROUP, f"{IMAGE_PLURAL}/status", "patch")
+def patch_storage_image_nodes(name: str, resource_version: str, nodes: list[Any]) -> bool:
+    """Write status.nodes onto the version read; False when another writer came first.
+
+    A merge patch replaces a list whole, so the precondition is what keeps another
+    node's entry: a concurrent write changes the resourceVersion and this one is refused
+    (409), read again and redone by the caller."""
+    body = {"metadata": {"resourceVersion": resource_version}, "status": {"nodes": nodes}}
+    try:
+        api_client().request(
+            "PATCH",
+            _path(None, IMAGE_PLURAL, name, "status"),
+            body=body,
+            content_type=MERGE_PATCH,
+        )
+    except ApiException as err:
+        if err.status == 409:
             return False
         raise
     return True

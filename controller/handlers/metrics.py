@@ -62,6 +62,21 @@ MANAGED = Gauge(
     ["phase"],
     registry=REGISTRY,
 )
+IMAGE_GC_REMOVED = Counter(
+    "podstore_image_gc_removed",
+    "Images removed by image garbage collection.",
+    registry=REGISTRY,
+)
+IMAGE_GC_BYTES = Counter(
+    "podstore_image_gc_bytes",
+    "Bytes image garbage collection expected to free by its removals (layer sizes on disk).",
+    registry=REGISTRY,
+)
+IMAGE_FS_USAGE = Gauge(
+    "podstore_image_fs_usage_ratio",
+    "How full the filesystem holding the store's graph root is, from 0 to 1.",
+    registry=REGISTRY,
+)
 
 
 def _observe(event: CommandEvent) -> None:

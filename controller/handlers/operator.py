@@ -23,16 +23,21 @@ from controller.config import Settings
 from controller.handlers import health, kube, metrics, release
 from controller.handlers.agent import Agent, orphan_loop, wait_loop
 from controller.handlers.claims import Claims
+from controller.handlers.images import NodeImageGC, image_gc_loop
 from controller.handlers.passing import next_pass_retries
+from controller.handlers.prepull import PrePulls, prepull_loop
 from controller.reconcile import model
 
 log = logging.getLogger(__name__)
 
 PODS = (model.GROUP, model.VERSION, model.POD_PLURAL)
 CONTAINERS = (model.GROUP, model.VERSION, model.CONTAINER_PLURAL)
-# Every resource with handlers: what kopf lists, watches and patches (RBAC is derived
-# from it in controller.handlers.rbac; a test checks the registry against it).
+IMAGES = (model.GROUP, model.VERSION, kube.IMAGE_PLURAL)
+# Every resource with handlers that keep kopf's bookkeeping: what kopf lists, watches and
+# patches; and those with raw event handlers only, which kopf lists and watches. RBAC is
+# derived from both in controller.handlers.rbac; a test checks the registry against them.
 WATCHED = (PODS, CONTAINERS)
+EVENTS_ONLY = (IMAGES,)
 
 
 def _pod_of(index: Any, namespace: str | None, name: Any) -> Mapping[str, Any] | None:
@@ -73,6 +78,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     node = settings.node_name
     every = settings.resync_interval
+    agent_settings = settings
 
     def pod_is_mine(spec: Any, **_: Any) -> bool:
         return bool(spec.get("nodeName") == node)
@@ -103,12 +109,19 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         memo["stop"] = asyncio.Event()
         memo["orphans"] = asyncio.create_task(orphan_loop(memo["agent"], memo["stop"]))
         memo["waits"] = asyncio.create_task(wait_loop(memo["agent"], memo["stop"]))
+        images = memo["agent"].reconciler.runtime.images
+        memo["prepulls"] = PrePulls(images, node)
+        memo["prepull"] = asyncio.create_task(prepull_loop(memo["prepulls"], every, memo["stop"]))
+        gc = NodeImageGC(images, agent_settings, pinned=memo["prepulls"].pinned)
+        memo["imagegc"] = asyncio.create_task(image_gc_loop(gc, memo["stop"]))
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: Any, **_: Any) -> None:
         memo["stop"].set()
         memo["orphans"].cancel()
         memo["waits"].cancel()
+        memo["imagegc"].cancel()
+        memo["prepull"].cancel()
         if "claims" in memo:
             memo["claims"].close()
 
@@ -229,6 +242,20 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         siblings = kw["members"].get((namespace, spec.get("podName")), ())
         memo["agent"].delete_container(body, pod, siblings)  # its storage first
         release.drop_finalizer(body, node)
+
+    # StorageImages: raw watch events only, no kopf bookkeeping (no finalizer, no
+    # progress in status): the objects are shared by every node's agent.
+    @kopf.on.event(*IMAGES, registry=registry, id="prepull")
+    def storage_image_event(event: Any, memo: Any, **_: Any) -> None:
+        body = event.get("object") or {}
+        name = (body.get("metadata") or {}).get("name")
+        if not name or "prepulls" not in memo:
+            return
+        if event.get("type") == "DELETED":
+            memo["prepulls"].gone(name)
+            return
+        memo["prepulls"].seen(body)
+        memo["prepulls"].sync(name)
 
     return registry
 

@@ -2,7 +2,8 @@
 
 Two sources: the resources the operator's handlers watch
 (:data:`controller.handlers.operator.WATCHED`: kopf lists, watches and patches
-each, patches its status and posts Events about it) and the verbs each API
+each, patches its status and posts Events about it; ``EVENTS_ONLY``: raw event
+handlers, which kopf only lists and watches) and the verbs each API
 call of :mod:`controller.handlers.kube` declares. The Helm chart's and the plain
 manifests' ClusterRole are checked against :func:`required_rules`.
 """
@@ -11,12 +12,16 @@ from __future__ import annotations
 
 from controller.handlers import kube  # noqa: F401 - its decorators declare the verbs
 from controller.handlers.access import declared
-from controller.handlers.operator import WATCHED
+from controller.handlers.operator import EVENTS_ONLY, WATCHED
 
 
 def kopf_access() -> set[tuple[str, str, str]]:
     """What kopf itself does for the resources that have handlers."""
     triples: set[tuple[str, str, str]] = set()
+    for group, _version, plural in EVENTS_ONLY:
+        # Raw event handlers: kopf lists and watches, and writes nothing.
+        triples.add((group, plural, "list"))
+        triples.add((group, plural, "watch"))
     for group, _version, plural in WATCHED:
         for verb in ("list", "watch"):
             triples.add((group, plural, verb))

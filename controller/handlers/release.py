@@ -27,7 +27,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.handlers import kube
-from controller.reconcile import Reconciler, model
+from controller.reconcile import model
+from controller.sync import Reconciler
 
 log = logging.getLogger(__name__)
 

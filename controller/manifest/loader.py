@@ -422,7 +422,7 @@ def _document(
                 f"Invalid value: {_json_type(kind)}: a string, StoragePod, StorageContainer "
                 "or Secret",
             )
-        for ours in crds.KINDS:
+        for ours in crds.RUN_KINDS:
             _keep(ours, obj, name, result)
         return
     if kind == "List" and not prefix:
@@ -437,7 +437,7 @@ def _document(
     if kind == "Secret":
         _secret(obj, problem, result)
         return
-    if kind not in crds.KINDS:
+    if kind not in crds.RUN_KINDS:
         if not isinstance(kind, str) or not kind:
             problem("kind", "Required value: StoragePod, StorageContainer or Secret")
         else:
@@ -447,7 +447,7 @@ def _document(
                 "StorageContainer and Secret (kubernetes.io/dockerconfigjson)",
             )
         # A misspelt kind must not delete the resource it was meant to be.
-        for ours in crds.KINDS:
+        for ours in crds.RUN_KINDS:
             _keep(ours, obj, name, result)
         return
     kind = str(kind)

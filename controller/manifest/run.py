@@ -37,6 +37,7 @@ from typing import Any, TextIO
 from controller import exitcodes
 from controller.config import Settings
 from controller.manifest import output
+from controller.manifest.imagegc import RunImageGC
 from controller.manifest.loader import Key, load, snapshot
 from controller.manifest.session import FileSecrets, LogEvents, Session, settled_ok
 from controller.manifest.state import Entry, StateError, StateFile
@@ -134,11 +135,12 @@ def run(
         if options.dry_run:
             session.restore()
             return _dry_run(session, options, out)
+        gc = RunImageGC(session.reconciler.runtime.images, settings)
         with session.state.locked():
             session.restore()
             if options.once:
-                return _once(session, options, stop, out)
-            return _watch(session, options, stop, out)
+                return _once(session, options, stop, out, gc)
+            return _watch(session, options, stop, out, gc)
     except (StateError, StorageError) as err:
         log.error("%s", err)
         return exitcodes.for_error(err)
@@ -182,15 +184,19 @@ def _log_removed(removed: Sequence[Entry]) -> None:
         log.warning("removed %s from the store (%s)", entry.key, _ids(entry))
 
 
-def _once(session: Session, options: RunOptions, stop: StopFlag, out: TextIO) -> int:
+def _once(
+    session: Session, options: RunOptions, stop: StopFlag, out: TextIO, gc: RunImageGC
+) -> int:
     problems = _apply(session, options)
     for problem in problems:
         log.error("%s", problem)
     deadline = session.clock() + options.timeout
+    changed = False
     while True:
         report = session.sync()
         session.save()
         _log_removed(report.removed)
+        changed = changed or not report.quiet
         if report.interrupted:
             return 128 + (stop.signum or signal.SIGINT)
         now = session.clock()
@@ -205,6 +211,8 @@ def _once(session: Session, options: RunOptions, stop: StopFlag, out: TextIO) ->
         log.info("waiting %.0fs to retry", due - now)
         if not _sleep_until(due, session.clock, stop):
             return 128 + (stop.signum or signal.SIGINT)
+    if changed:  # image GC once the store settled, after the creates of the run
+        gc.after_change(e.obj for e in session.entries.values())
     entries = _listed(session)
     if options.output == "json":
         out.write(output.to_json([e.obj for e in entries]) + "\n")
@@ -285,13 +293,16 @@ def _action(old: Entry | None, new: Entry) -> str:
 # -- watching -------------------------------------------------------------------------
 
 
-def _watch(session: Session, options: RunOptions, stop: StopFlag, out: TextIO) -> int:
+def _watch(
+    session: Session, options: RunOptions, stop: StopFlag, out: TextIO, gc: RunImageGC
+) -> int:
     printer = _WatchPrinter(out, options.output)
     last_files: Any = object()
     last_problems: list[str] = []
     last_pass = float("-inf")
     pending = True
     first = True
+    changed_since_gc = False
     log.info(
         "keeping the store in step with %s; stop with Ctrl-C or SIGTERM", ", ".join(options.paths)
     )
@@ -330,8 +341,12 @@ def _watch(session: Session, options: RunOptions, stop: StopFlag, out: TextIO) -
                 changed = [session.entries[k] for k in report.changed if k in session.entries]
                 printer.show(changed, deleted=report.removed)
             pending = not report.quiet
+            changed_since_gc = changed_since_gc or pending
             if pending:
                 continue
+            if changed_since_gc:  # image GC once the store settled after a change
+                gc.after_change(e.obj for e in session.entries.values())
+            changed_since_gc = False
         _sleep_until(session.clock() + options.poll_interval, session.clock, stop)
     log.info("stopped; the store is left as it is")
     return 0

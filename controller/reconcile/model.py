@@ -28,6 +28,8 @@ POD_KIND = schema.POD_KIND
 CONTAINER_KIND = schema.CONTAINER_KIND
 POD_PLURAL = schema.POD_PLURAL
 CONTAINER_PLURAL = schema.CONTAINER_PLURAL
+IMAGE_KIND = schema.IMAGE_KIND
+IMAGE_PLURAL = schema.IMAGE_PLURAL
 _TEMPLATE = schema.CONTAINER_TEMPLATE
 _POD = schema.POD_SPEC["properties"]
 # Each node's agent has its own finalizer: kopf takes its finalizer off any object none of

@@ -13,12 +13,14 @@ gone or renamed drops the entry and asks again.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,7 @@ from controller.storage.command import Runner
 from controller.storage.errors import (
     CommandError,
     CommandTimeout,
+    ImageInUse,
     ImageNotFound,
     ImagePullError,
     InvalidImageName,
@@ -38,6 +41,50 @@ from controller.storage.names import ImageReference
 from controller.storage.store import StorageImage, Store
 
 log = logging.getLogger(__name__)
+
+# Image GC remembers two things in the store itself, so that an agent restart (or a
+# `podstore rmi --prune` run by hand) knows them without a database of podstore's own:
+# - that podstore pulled an image: a big-data item under this key, listed by
+#   `images --json` (big-data-names) and kept when any tool pulls the image again;
+PULLED_KEY = "podstore.dev/pulled"
+# - when it was last used: a key of the image's metadata JSON (where containers/image
+#   keeps its signature sizes; a new pull of the image by another tool rewrites it,
+#   and then the image's store creation time stands in for it).
+LAST_USED_KEY = "podstore.dev/last-used"
+
+
+@dataclass(frozen=True)
+class ImageMarks:
+    """What podstore wrote on an image: whether it pulled it, and when it was last used."""
+
+    pulled: bool
+    last_used: float | None
+
+    @classmethod
+    def of(cls, image: StorageImage) -> ImageMarks:
+        return cls(PULLED_KEY in image.big_data_names, _last_used(image.metadata))
+
+
+def _metadata_object(text: str) -> dict[str, Any] | None:
+    """An image's metadata as a JSON object; None when it is something else."""
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _last_used(text: str) -> float | None:
+    value = (_metadata_object(text) or {}).get(LAST_USED_KEY)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
+
+
+# What removing an image unused by every container came to.
+REMOVED, GONE, IN_USE, BUSY = "removed", "gone", "in-use", "busy"
 
 
 @dataclass(frozen=True)
@@ -110,7 +157,8 @@ def _notify(event: PullEvent) -> None:
 class _Flight:
     """One pull in progress, which later callers of the same reference wait on."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "") -> None:
+        self.name = name  # the store name the image is pulled as
         self.done = threading.Event()
         self.result: ImageInfo | None = None
         self.error: BaseException | None = None
@@ -137,6 +185,11 @@ class ImageService:
         self._flights: dict[tuple[str, str | None], _Flight] = {}
         self._configs: dict[str, ImageConfig] = {}
         self._by_name: dict[str, StorageImage] = {}
+        # Image GC and creates: a removal and the start of a create's use of an image
+        # never overlap (see using() and remove_unused()).
+        self._gc_lock = threading.Lock()
+        self._using: dict[str, int] = {}
+        self.clock: Callable[[], float] = time.time
 
     # -- lookups ------------------------------------------------------------
 
@@ -216,7 +269,7 @@ class ImageService:
             flight = self._flights.get(key)
             leader = flight is None
             if flight is None:
-                flight = self._flights[key] = _Flight()
+                flight = self._flights[key] = _Flight(parsed.store_name())
         if not leader:
             flight.done.wait()
             if flight.error is not None:
@@ -272,6 +325,7 @@ class ImageService:
             raise ImagePullError(original, f"the image is not in the store as {dest_name!r}")
         with self._lock:
             self._by_name[dest_name] = image
+        self.mark_pulled(image)
         if _pull_observers:
             size = self.store.image_layers_size(image.layer)
             _notify(PullEvent(original, True, time.monotonic() - started, size))
@@ -294,6 +348,69 @@ class ImageService:
         with self._lock:
             for key in [k for k, v in self._by_name.items() if v.id == image.id]:
                 del self._by_name[key]
+
+    # -- image GC -----------------------------------------------------------
+
+    def mark_pulled(self, image: StorageImage) -> None:
+        """Write on the image that podstore pulled it, and that it is used now.
+
+        A mark that cannot be written leaves the image looking like another tool's,
+        which GC keeps: the safe side."""
+        now = self.clock()
+        try:
+            if PULLED_KEY not in image.big_data_names:
+                self.store.set_image_data(image.id, PULLED_KEY, str(int(now)).encode())
+            # A big-data item leaves the metadata as the record read after the pull has it.
+            self.mark_used(image, now)
+        except StorageError as err:
+            log.warning("could not mark image %s as pulled by podstore: %s", image.id[:12], err)
+
+    def mark_used(self, image: StorageImage, when: float) -> bool:
+        """Record ``when`` as the image's last use, keeping every other metadata key.
+
+        False (nothing written) when the metadata is not a JSON object podstore may extend.
+        """
+        data = _metadata_object(image.metadata)
+        if data is None:
+            return False
+        data[LAST_USED_KEY] = int(when)
+        self.store.set_image_metadata(image.id, json.dumps(data, separators=(",", ":")))
+        return True
+
+    @contextlib.contextmanager
+    def using(self, image_id: str) -> Iterator[None]:
+        """Hold an image for a create: GC does not remove it meanwhile."""
+        with self._gc_lock:
+            self._using[image_id] = self._using.get(image_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._gc_lock:
+                left = self._using.get(image_id, 1) - 1
+                if left > 0:
+                    self._using[image_id] = left
+                else:
+                    self._using.pop(image_id, None)
+
+    def pulling(self) -> frozenset[str]:
+        """The store names of the images being pulled now (GC keeps them)."""
+        with self._lock:
+            return frozenset(f.name for f in self._flights.values() if f.name)
+
+    def remove_unused(self, image_id: str) -> str:
+        """Remove an image by ID unless something uses it: REMOVED, GONE (already),
+        IN_USE (a container has it: the store refuses) or BUSY (a create holds it)."""
+        with self._gc_lock:
+            if image_id in self._using:
+                return BUSY
+            try:
+                deleted = self.store.delete_image(image_id)
+            except ImageInUse:
+                return IN_USE
+            with self._lock:
+                for key in [k for k, v in self._by_name.items() if v.id == image_id]:
+                    del self._by_name[key]
+        return REMOVED if deleted else GONE
 
     def ensure(self, ref: str, *, auth_file: str | None = None) -> StorageImage:
         """The stored image for ``ref``, pulling it when it is missing."""

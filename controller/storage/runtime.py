@@ -240,9 +240,12 @@ class RuntimeService:
                 labels=dict(labels or {}),
             )
             try:
-                created = self.store.create_container(
-                    image.id, id=container_id, names=container_names, metadata=wanted.to_json()
-                )
+                # Held from here, image GC leaves the image be; if GC took it just before,
+                # the create finds it gone and looks again (the retry below).
+                with self.images.using(image.id):
+                    created = self.store.create_container(
+                        image.id, id=container_id, names=container_names, metadata=wanted.to_json()
+                    )
             except NameConflict:
                 return self._adopt(
                     container_id, container_names, wanted, image_given=bool(image_id)

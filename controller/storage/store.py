@@ -78,6 +78,10 @@ class StorageImage:
     layer: str
     created: str
     size: int = 0
+    # The image's metadata field (containers/image keeps JSON there) and the keys of
+    # its big-data items: podstore's image-GC marks live in these two.
+    metadata: str = ""
+    big_data_names: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StorageImage:
@@ -89,6 +93,8 @@ class StorageImage:
             layer=str(data.get("layer") or ""),
             created=str(data.get("created") or ""),
             size=int(sum(v for v in sizes.values() if isinstance(v, int))),
+            metadata=str(data.get("metadata") or ""),
+            big_data_names=tuple(str(n) for n in data.get("big-data-names") or ()),
         )
 
 
@@ -542,6 +548,18 @@ class Store:
             if isinstance(item, dict) and "id" in item
         }
 
+    def layer_arrivals(self) -> tuple[dict[str, tuple[str, int]], dict[str, str]]:
+        """From one ``layers --json``: what :meth:`layer_sizes` gives (sizes on disk), and
+        each layer's creation time in this store (RFC 3339), i.e. when it arrived.
+
+        An image's own ``created`` is its config's build time, not its arrival."""
+        data = _parse_json(self.runner.run("layers", "--json").stdout or "[]", "layers")
+        items = [i for i in data or () if isinstance(i, dict) and "id" in i]
+        sizes = {
+            str(i["id"]): (str(i.get("parent") or ""), int(i.get("diff-size") or 0)) for i in items
+        }
+        return sizes, {str(i["id"]): str(i.get("created") or "") for i in items}
+
     def image_layers_size(self, top_layer: str) -> int:
         """The compressed size of a layer and its parents (what a pull of them moves)."""
         return chain_size(top_layer, self.layer_sizes(compressed=True))
@@ -566,6 +584,60 @@ class Store:
         if "in use" in err or "used by" in err:
             raise ImageInUse(f"image {id!r} is used by containers: {done.stderr.strip()}")
         raise CommandError(TOOL, "delete-image", done.returncode, done.stderr)
+
+    def delete_record(self, id: str) -> bool:
+        """``delete ID``: the CLI's removal without safety checks, for a record whose
+        layers are gone already; False when there was nothing to delete."""
+        done = self.runner.run("delete", id, check=False)
+        if done.returncode == 0:
+            return True
+        if _not_known(done.stderr):
+            return False
+        raise CommandError(TOOL, "delete", done.returncode, done.stderr)
+
+    def set_image_metadata(self, id: str, metadata: str) -> None:
+        """Replace an image's metadata field (``set-metadata`` takes images as well)."""
+        done = self.runner.run("set-metadata", "--metadata", metadata, id, check=False)
+        if done.returncode != 0:
+            if _not_known(done.stderr) or "image not known" in done.stderr:
+                raise ImageNotFound(f"image {id!r} is not in the store")
+            raise CommandError(TOOL, "set-metadata", done.returncode, done.stderr)
+
+    def set_image_data(self, id: str, key: str, data: bytes) -> None:
+        """Attach a big-data item ``key`` to an image (kept until the image goes).
+
+        The data reaches the CLI through an inherited memory file, never a file on disk.
+        """
+        if not key or "\x00" in key or "\n" in key:
+            raise InvalidName(f"image data key {key!r} is not valid")
+        fd = os.memfd_create("podstore-image-data", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, data)
+            os.lseek(fd, 0, os.SEEK_SET)
+            done = self.runner.run(
+                "set-image-data", "--file", f"/proc/self/fd/{fd}", id, key,
+                check=False, pass_fds=(fd,),
+            )  # fmt: skip
+        finally:
+            os.close(fd)
+        if done.returncode != 0:
+            if _not_known(done.stderr) or "image not known" in done.stderr:
+                raise ImageNotFound(f"image {id!r} is not in the store")
+            raise CommandError(TOOL, "set-image-data", done.returncode, done.stderr)
+
+    def filesystem_usage(self) -> FilesystemUsage:
+        """How full the filesystem holding the store's graph root is (as the kubelet
+        measures its image filesystem: capacity, and what is not available to users)."""
+        path = self.root
+        while not os.path.exists(path) and os.path.dirname(path) != path:
+            path = os.path.dirname(path)  # a store not made yet: the filesystem it will be on
+        try:
+            st = os.statvfs(path)
+        except OSError as err:
+            raise StorageError(f"cannot measure the filesystem of {self.root}: {err}") from err
+        total = st.f_blocks * st.f_frsize
+        available = st.f_bavail * st.f_frsize
+        return FilesystemUsage(used=max(total - available, 0), total=total)
 
     # -- store --------------------------------------------------------------
 
@@ -723,6 +795,26 @@ def _default_bases(root: str, run_root: str, driver: str) -> tuple[str, str]:
     return os.path.join(root, middle), os.path.join(run_root, middle)
 
 
+@dataclass(frozen=True)
+class FilesystemUsage:
+    """Bytes used and the capacity of one filesystem."""
+
+    used: int
+    total: int
+
+
+def chain_layers(layer: str, sizes: Mapping[str, tuple[str, int]]) -> tuple[tuple[str, int], ...]:
+    """A layer and all its parents, top first, each with its size (from ``layer_sizes``)."""
+    out: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    while layer and layer in sizes and layer not in seen:
+        seen.add(layer)
+        parent, size = sizes[layer]
+        out.append((layer, size))
+        layer = parent
+    return tuple(out)
+
+
 def chain_size(layer: str, sizes: Mapping[str, tuple[str, int]]) -> int:
     """The size of a layer and all its parents, from :meth:`Store.layer_sizes`."""
     total, seen = 0, set()
@@ -748,9 +840,11 @@ def _absolute(value: str | os.PathLike[str], what: str) -> str:
 
 __all__ = [
     "BATCH",
+    "FilesystemUsage",
     "StorageContainer",
     "StorageImage",
     "Store",
+    "chain_layers",
     "chain_size",
     "match_containers",
     "parse_delete_many",

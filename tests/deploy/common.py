@@ -31,7 +31,11 @@ IMAGE = MANIFESTS / "image"
 
 RELEASE = "podstore"
 NAMESPACE = "podstore-system"
-CRD_FILES = ("podstore.dev_storagepods.yaml", "podstore.dev_storagecontainers.yaml")
+CRD_FILES = (
+    "podstore.dev_storagepods.yaml",
+    "podstore.dev_storagecontainers.yaml",
+    "podstore.dev_storageimages.yaml",
+)
 
 # The value sets the chart is rendered, linted and validated under. Each one moves a
 # different part of the chart away from its defaults.

@@ -88,6 +88,10 @@ def test_the_agent_runs_podstore_agent_with_every_setting_as_a_flag() -> None:
         "--resync-interval=30",
         "--health-port=8080",
         "--metrics-port=9090",
+        "--image-gc-high-threshold=85",
+        "--image-gc-low-threshold=80",
+        "--image-minimum-gc-age=2m",
+        "--image-gc-interval=5m",
         "--log-level=INFO",
         "--log-format=json",
     ]
@@ -327,3 +331,36 @@ def test_the_agent_command_line_is_one_that_podstore_accepts(
     assert settings.metrics_port == agent["metricsPort"]
     assert settings.log_level == agent["logLevel"]
     assert settings.log_format == agent["logFormat"]
+
+
+def test_image_gc_values_become_the_agents_flags() -> None:
+    values = {
+        "agent": {
+            "imageGC": {
+                "highThreshold": 90,
+                "lowThreshold": 70,
+                "minimumAge": "10m",
+                "interval": "1m",
+                "pinnedImages": ["registry.example.com/keep:1"],
+                "all": True,
+            }
+        }
+    }
+    args = agent_container(find(render_objects(values), "DaemonSet"))["args"]
+    for expected in [
+        "--image-gc-high-threshold=90",
+        "--image-gc-low-threshold=70",
+        "--image-minimum-gc-age=10m",
+        "--image-gc-interval=1m",
+        "--pinned-image=registry.example.com/keep:1",
+        "--image-gc-all",
+    ]:
+        assert expected in args
+    from controller import cli, config
+
+    parsed = cli.build_parser({}).parse_args([*args, "--kubeconfig", "/dev/null"])
+    settings = config.settings_from_args(parsed)
+    assert settings.image_gc_high_threshold == 90
+    assert settings.image_minimum_gc_age == 600.0
+    assert settings.pinned_images == ("registry.example.com/keep:1",)
+    assert settings.image_gc_all

@@ -223,6 +223,15 @@ OWNED = {
     "PODSTORE_LOG_LEVEL": ("--log-level", "agent.logLevel"),
     "PODSTORE_LOG_FORMAT": ("--log-format", "agent.logFormat"),
     "PODSTORE_NODE_NAME": ("--node-name", "spec.nodeName"),
+    "PODSTORE_IMAGE_GC_HIGH_THRESHOLD": (
+        "--image-gc-high-threshold",
+        "agent.imageGC.highThreshold",
+    ),
+    "PODSTORE_IMAGE_GC_LOW_THRESHOLD": ("--image-gc-low-threshold", "agent.imageGC.lowThreshold"),
+    "PODSTORE_IMAGE_MINIMUM_GC_AGE": ("--image-minimum-gc-age", "agent.imageGC.minimumAge"),
+    "PODSTORE_IMAGE_GC_INTERVAL": ("--image-gc-interval", "agent.imageGC.interval"),
+    "PODSTORE_PINNED_IMAGES": ("--pinned-image", "agent.imageGC.pinnedImages"),
+    "PODSTORE_IMAGE_GC_ALL": ("--image-gc-all", "agent.imageGC.all"),
 }
 
 

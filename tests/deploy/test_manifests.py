@@ -78,6 +78,7 @@ def test_kustomize_builds_the_namespace_crds_rbac_service_and_daemonset() -> Non
         "ClusterRoleBinding",
         "CustomResourceDefinition",
         "CustomResourceDefinition",
+        "CustomResourceDefinition",
         "DaemonSet",
         "Namespace",
         "Service",

@@ -553,7 +553,11 @@ def test_discovery_serves_the_crds_with_status_short_names_and_categories(
         "storagepods/status",
         "storagecontainers",
         "storagecontainers/status",
+        "storageimages",
+        "storageimages/status",
     }
+    assert by_name["storageimages"]["namespaced"] is False
+    assert by_name["storageimages"]["shortNames"] == ["simg"]
     assert by_name["storagepods"]["shortNames"] == ["spod"]
     assert by_name["storagecontainers"]["shortNames"] == ["sctr"]
     assert by_name["storagepods"]["categories"] == ["podstore"]

@@ -49,7 +49,11 @@ def paths(problems: list[crds.SchemaProblem]) -> list[str]:
 
 def test_there_is_one_crd_file_per_kind_named_as_kubebuilder_names_them() -> None:
     names = sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
-    assert names == ["podstore.dev_storagecontainers.yaml", "podstore.dev_storagepods.yaml"]
+    assert names == [
+        "podstore.dev_storagecontainers.yaml",
+        "podstore.dev_storageimages.yaml",
+        "podstore.dev_storagepods.yaml",
+    ]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "crds").glob("*.yaml")), ids=lambda p: p.name)
@@ -65,7 +69,8 @@ def test_the_catalog_knows_the_contract_kinds() -> None:
         assert definition.group == crds.GROUP
         assert definition.version == crds.VERSION
         assert definition.api_version == crds.API_VERSION
-        assert definition.namespaced
+        # StorageImage asks nodes, not a namespace, to hold an image.
+        assert definition.namespaced == (definition.kind != "StorageImage")
         assert definition.subresources == ("status",)
         assert definition.categories == ("podstore",)
 

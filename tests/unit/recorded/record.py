@@ -208,9 +208,7 @@ def main() -> None:
             capture("mount-many", "mount", "--json", POD_ID, MISSING_ID, MEMBER_ID)
             capture("container-many", "container", "--json", POD_ID, MISSING_ID, "web-app")
             capture("metadata-many", "metadata", "--json", POD_ID, MISSING_ID, MEMBER_ID)
-            capture(
-                "unmount-many", "unmount", "--json", "--force", POD_ID, MISSING_ID, MEMBER_ID
-            )
+            capture("unmount-many", "unmount", "--json", "--force", POD_ID, MISSING_ID, MEMBER_ID)
             capture("delete-container", "delete-container", MEMBER_ID)
             capture("delete-container-unknown", "delete-container", MISSING_ID)
             store.cli("mount", POD_ID)
