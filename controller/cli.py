@@ -12,54 +12,81 @@ import errno
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from controller import __version__, config, logs
+from controller import __version__, commands, config, logs
 from controller.exitcodes import EPILOG, EXIT_NO_PERMISSION
 
 Command = Callable[[argparse.Namespace], int]
 AddArgs = Callable[[argparse.ArgumentParser, dict[str, str]], None]
-_COMMANDS: dict[str, tuple[str, AddArgs, Command]] = {}
 _PARSERS: dict[str, argparse.ArgumentParser] = {}
-__all__ = ["EXIT_NO_PERMISSION", "build_parser", "command", "main"]
+__all__ = ["COMMANDS", "EXIT_NO_PERMISSION", "Subcommand", "build_parser", "main"]
 
 
-def command(name: str, help_: str, add_args: AddArgs) -> Callable[[Command], Command]:
-    """Register a subcommand: its help, its own flags and its function."""
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``podstore`` subcommand: its name, help, own flags and body (in commands.py)."""
 
-    def register(func: Command) -> Command:
-        _COMMANDS[name] = (help_, add_args, func)
-        return func
-
-    return register
-
-
-def _agent_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
-    config.add_reconciler_arguments(parser, env)
-    config.add_agent_arguments(parser, env)
-    config.add_image_gc_arguments(parser, env, interval=True)
+    name: str
+    help: str
+    add_args: AddArgs
+    run: Command
 
 
-@command("agent", "run the operator for one node", _agent_args)
-def agent(args: argparse.Namespace) -> int:
-    from controller.handlers.connect import NotConnected, preflight
-    from controller.handlers.operator import run  # kopf is imported only for the agent
-
-    settings = config.settings_from_args(args)
-    try:
-        # A kubeconfig that cannot work is one line and an exit status, not kopf's retries.
-        preflight(settings.kubeconfig, settings.node_name)
-    except NotConnected as err:
-        print(f"podstore agent: {err}", file=sys.stderr)
-        return err.status
-    run(settings)
-    return 0
+# Every subcommand, in the order ``podstore --help`` lists them.
+COMMANDS: tuple[Subcommand, ...] = (
+    Subcommand("agent", "run the operator for one node", commands.agent_args, commands.agent),
+    Subcommand(
+        "run",
+        "reconcile StoragePod/StorageContainer manifests without a cluster",
+        commands.run_args,
+        commands.run,
+    ),
+    Subcommand(
+        "ps", "list the containers podstore keeps in the store", commands.ps_args, commands.ps
+    ),
+    Subcommand(
+        "pods", "list the pods podstore keeps in the store", commands.pods_args, commands.pods
+    ),
+    Subcommand("images", "list the images in the store", commands.images_args, commands.images),
+    Subcommand(
+        "inspect",
+        "show everything the store holds about one container or pod",
+        commands.inspect_args,
+        commands.inspect,
+    ),
+    Subcommand(
+        "version",
+        "show the versions of podstore and of the tools it runs",
+        commands.version_args,
+        commands.version,
+    ),
+    Subcommand(
+        "info",
+        "show the store's paths, driver, disk usage and tool versions",
+        commands.info_args,
+        commands.info,
+    ),
+    Subcommand(
+        "rm",
+        "remove containers podstore made (not a pod's infra container)",
+        commands.rm_args,
+        commands.rm,
+    ),
+    Subcommand(
+        "rmp",
+        "remove pods podstore made: their containers, then the infra",
+        commands.rmp_args,
+        commands.rmp,
+    ),
+    Subcommand(
+        "rmi", "remove images no container in the store uses", commands.rmi_args, commands.rmi
+    ),
+)
 
 
 def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentParser:
     env = config.environ_snapshot(environ)
-    # Commands defined elsewhere register themselves on import.
-    from controller import commands  # noqa: F401
-
     parser = argparse.ArgumentParser(
         prog="podstore",
         description="Pods and containers kept in containers/storage, driven by Kubernetes.",
@@ -68,17 +95,18 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
     )
     parser.add_argument("--version", action="version", version=f"podstore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (help_, add_args, func) in _COMMANDS.items():
+    for cmd in COMMANDS:
+        name = cmd.name
         p = sub.add_parser(
             name,
-            help=help_,
-            description=help_,
+            help=cmd.help,
+            description=cmd.help,
             epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         config.add_store_arguments(p, env)
-        add_args(p, env)
-        p.set_defaults(func=func)
+        cmd.add_args(p, env)
+        p.set_defaults(func=cmd.run)
         _PARSERS[name] = p
     return parser
 

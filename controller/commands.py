@@ -31,7 +31,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from controller import __version__, config, exitcodes
-from controller.cli import command
 from controller.exitcodes import EXIT_NO_PERMISSION
 from controller.manifest import output
 from controller.manifest.inventory import STATES, Inventory, NotFound, parse_labels
@@ -150,7 +149,28 @@ def _output_arg(parser: argparse.ArgumentParser, *choices: str) -> None:
 # -- run ---------------------------------------------------------------------------
 
 
-def _run_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+def agent_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+    config.add_reconciler_arguments(parser, env)
+    config.add_agent_arguments(parser, env)
+    config.add_image_gc_arguments(parser, env, interval=True)
+
+
+def agent(args: argparse.Namespace) -> int:
+    from controller.handlers.connect import NotConnected, preflight
+    from controller.handlers.operator import run  # kopf is imported only for the agent
+
+    settings = config.settings_from_args(args)
+    try:
+        # A kubeconfig that cannot work is one line and an exit status, not kopf's retries.
+        preflight(settings.kubeconfig, settings.node_name)
+    except NotConnected as err:
+        print(f"podstore agent: {err}", file=sys.stderr)
+        return err.status
+    run(settings)
+    return 0
+
+
+def run_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     parser.add_argument(
         "-f",
         "--filename",
@@ -194,7 +214,6 @@ def _run_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     config.add_image_gc_arguments(parser, env)
 
 
-@command("run", "reconcile StoragePod/StorageContainer manifests without a cluster", _run_args)
 def run(args: argparse.Namespace) -> int:
     # The manifest mode reads the CRDs (jsonschema); the other commands need not.
     from controller.manifest.run import RunOptions, StopFlag
@@ -246,7 +265,7 @@ def _label(value: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _ps_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+def ps_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     _output_arg(parser, "table", "json", "yaml")
     parser.add_argument(
         "-a", "--all", dest="all_", action="store_true", help="show infra containers too"
@@ -278,7 +297,6 @@ PS_HEADERS = (
 )  # fmt: skip
 
 
-@command("ps", "list the containers podstore keeps in the store", _ps_args)
 def ps(args: argparse.Namespace) -> int:
     def show(inv: Inventory) -> str:
         views = inv.ps(
@@ -315,7 +333,7 @@ def ps(args: argparse.Namespace) -> int:
     return _show(args, show)
 
 
-def _pods_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+def pods_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     _output_arg(parser, "table", "json", "yaml")
     parser.add_argument("--name", default="", help="only the pod of this name")
     parser.add_argument("-n", "--namespace", default="", help="only this namespace's")
@@ -323,7 +341,6 @@ def _pods_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     _no_trunc_arg(parser)
 
 
-@command("pods", "list the pods podstore keeps in the store", _pods_args)
 def pods(args: argparse.Namespace) -> int:
     def show(inv: Inventory) -> str:
         found = inv.pods(namespace=args.namespace, name=args.name)
@@ -349,7 +366,7 @@ def pods(args: argparse.Namespace) -> int:
     return _show(args, show)
 
 
-def _images_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+def images_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     _output_arg(parser, "table", "json", "yaml")
     parser.add_argument("-q", "--quiet", action="store_true", help="print the image IDs only")
     _no_trunc_arg(parser)
@@ -365,7 +382,6 @@ def _images_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     )
 
 
-@command("images", "list the images in the store", _images_args)
 def images(args: argparse.Namespace) -> int:
     def show(inv: Inventory) -> str:
         found = inv.images()
@@ -415,7 +431,7 @@ def _add_gc_columns(inv: Inventory, found: list[dict[str, Any]], settings: confi
         entry["pulled_by_podstore"] = bool(record and record.pulled)
 
 
-def _inspect_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+def inspect_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     _output_arg(parser, "json", "yaml")
     parser.add_argument(
         "id_or_name",
@@ -425,7 +441,6 @@ def _inspect_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     )
 
 
-@command("inspect", "show everything the store holds about one container or pod", _inspect_args)
 def inspect(args: argparse.Namespace) -> int:
     def show(inv: Inventory) -> str:
         return _dump(inv.inspect(args.id_or_name), args.output)
@@ -487,11 +502,10 @@ def versions() -> dict[str, str]:
     }
 
 
-def _version_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+def version_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     _output_arg(parser, "table", "json", "yaml")
 
 
-@command("version", "show the versions of podstore and of the tools it runs", _version_args)
 def version(args: argparse.Namespace) -> int:
     found = versions()
     if args.output != "table":
@@ -512,11 +526,10 @@ def _usage(path: str) -> dict[str, Any]:
     return {"path": path, "total": usage.total, "used": usage.used, "free": usage.free}
 
 
-def _info_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+def info_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     _output_arg(parser, "table", "json", "yaml")
 
 
-@command("info", "show the store's paths, driver, disk usage and tool versions", _info_args)
 def info(args: argparse.Namespace) -> int:
     def show(inv: Inventory) -> str:
         store: dict[str, Any] = {
@@ -550,14 +563,13 @@ def _disk(usage: Mapping[str, Any]) -> str:
 # -- rm, rmp, rmi -------------------------------------------------------------------------
 
 
-def _rm_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+def rm_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     parser.add_argument(
         "-f", "--force", action="store_true", help="stop (unmount) a started container first"
     )
     parser.add_argument("ids", nargs="+", metavar="ID", help="container: ID, ID prefix or name")
 
 
-@command("rm", "remove containers podstore made (not a pod's infra container)", _rm_args)
 def rm(args: argparse.Namespace) -> int:
     def remove(inv: Inventory, ident: str) -> str:
         view = inv.find(ident, containers_only=True)
@@ -579,7 +591,7 @@ def rm(args: argparse.Namespace) -> int:
     return _remove(args, remove)
 
 
-def _rmp_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+def rmp_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     parser.add_argument(
         "-f", "--force", action="store_true", help="stop (unmount) started containers first"
     )
@@ -588,7 +600,6 @@ def _rmp_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     )
 
 
-@command("rmp", "remove pods podstore made: their containers, then the infra", _rmp_args)
 def rmp(args: argparse.Namespace) -> int:
     def remove(inv: Inventory, ident: str) -> str:
         infra = inv.find(ident, pods_only=True)
@@ -613,7 +624,7 @@ def rmp(args: argparse.Namespace) -> int:
     return _remove(args, remove, what="pods")
 
 
-def _rmi_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+def rmi_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="image: name, ID or ID prefix")
     parser.add_argument(
         "--prune",
@@ -628,7 +639,6 @@ def _rmi_args(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     config.add_image_gc_arguments(parser, env)
 
 
-@command("rmi", "remove images no container in the store uses", _rmi_args)
 def rmi(args: argparse.Namespace) -> int:
     if args.prune and args.images:
         print("podstore rmi: give IMAGE... or --prune, not both", file=sys.stderr)
