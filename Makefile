@@ -3,10 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: help install demo test lint unit soak bench image crds clean
+.PHONY: help install demo test lint unit soak bench image image-check crds clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 install: ## install Debian packages and a virtualenv with podstore (safe to repeat)
 	bash .ci/install.sh
@@ -38,6 +38,9 @@ bench: install ## the benchmarks: ratios against the bare CLI and podman
 
 image: install ## build the agent image offline (mmdebstrap + umoci) into build/image/oci
 	bash manifests/image/build-oci.sh build/image
+
+image-check: install ## build the agent image twice, fail naming the first file that differs
+	bash manifests/image/build-oci.sh --check
 
 crds: ## write the CRDs (crds/, chart, manifests, package) from controller/api/schema.py
 	$(PY) -m controller.api.crdgen
