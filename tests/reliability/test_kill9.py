@@ -243,8 +243,9 @@ def test_agent_killed_at_random_points_converges_after_a_restart(
 
 
 def _converge(kube: Any, store: Any, world: World, images: dict[str, str]) -> list[str]:
-    """Wait (at most 90 s) until the API and the store show the world; what is left."""
-    deadline = time.monotonic() + 90
+    """Wait (at most 45 s: a restart converges in a few) until the API and the store show
+    the world; what is left."""
+    deadline = time.monotonic() + 45
     while True:
         problems = _api_problems(kube, world)
         if not problems:
