@@ -51,6 +51,7 @@ class Claims:
         self.reconciler = reconciler
         self.own_pods = own_pods  # (namespace, name) of this node's StoragePods, from kopf
         self.stop = threading.Event()
+        self.sweep_due = threading.Event()  # a release failed: look again at the next cycle
         self._stop_watch: Callable[[], None] | None = None
         self._thread: threading.Thread | None = None
 
@@ -114,6 +115,9 @@ class Claims:
                     self.health.ok()
                     for item in items:
                         self._consider_safely(item)
+                    self.sweep_due.set()
+                if self.sweep_due.is_set():
+                    self.sweep_due.clear()
                     self._sweep_safely()
                 events, self._stop_watch = kube.watch_unassigned(rv, WATCH_TIMEOUT)
                 for type_, obj in events:
@@ -143,6 +147,7 @@ class Claims:
         try:
             release.sweep(self.reconciler, self.node)
         except Exception as err:
+            self.sweep_due.set()
             log.warning("looking for StorageContainers moved off node %s: %s", self.node, err)
 
     def _consider_safely(self, ctr: Mapping[str, Any]) -> None:

@@ -240,8 +240,13 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     ) -> None:
         pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
         siblings = kw["members"].get((namespace, spec.get("podName")), ())
-        memo["agent"].delete_container(body, pod, siblings)  # its storage first
-        release.drop_finalizer(body, node)
+        try:
+            memo["agent"].delete_container(body, pod, siblings)  # its storage first
+            release.drop_finalizer(body, node)
+        except Exception:
+            if "claims" in memo:  # kopf never calls an event handler again: the sweep will
+                memo["claims"].sweep_due.set()
+            raise
 
     # StorageImages: raw watch events only, no kopf bookkeeping (no finalizer, no
     # progress in status): the objects are shared by every node's agent.

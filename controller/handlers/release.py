@@ -15,7 +15,8 @@ reading the object again after a conflict. The new node's agent takes it from th
 
 An agent that was not watching when the label changed (stopped, or cut off from the API
 server) never gets that event. :func:`sweep` covers it: whenever the agent lists again
-from scratch (at start, after losing the API server), the storage containers of this node
+from scratch (at start, after losing the API server; and within a minute of a release
+that failed, as kopf never calls an event handler again), the storage containers of this node
 whose object is not in the node's share are looked up by name, one GET each (only those:
 usually none), and released the same way if their object was moved.
 """
