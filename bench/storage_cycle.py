@@ -12,7 +12,8 @@ one run, on a store with 0 and with 1,000 other containers:
   (``create_pod_sandbox``, 2x ``create_container``, 3x ``start_container``,
   3x ``stop_container``, ``remove_pod_sandbox``);
 - ``podstore-batch``: the same long-lived service through the batch calls a
-  reconcile pass's executor makes (``start_many``, ``stop_many``, ``delete_many``
+  reconcile pass's executor makes (``create_many`` of the members side by side,
+  ``start_many``, ``stop_many``, ``delete_many``
   of the members then the infra in one process), with the container directories
   derived (asked once per store) and the mount state known to the caller (it just
   made the containers; the executor has it from its pass's one ``mounted``);
@@ -250,15 +251,22 @@ def batch_cycle(runtime: RuntimeService, tag: str) -> Cycle:
                 )
             ids = [pod_id]
             with rec.step("create 2 containers"):
-                for i in (1, 2):
-                    info = runtime.create_container(
-                        pod_name=pod_name,
-                        pod_id=pod_id,
-                        image_name=IMAGE_NAME,
-                        container_name=f"{pod_name}-c{i}",
-                        container_id=new_id(),
-                        metadata_name=f"c{i}",
-                    )
+                made = runtime.create_many(
+                    [
+                        {
+                            "pod_name": pod_name,
+                            "pod_id": pod_id,
+                            "image_name": IMAGE_NAME,
+                            "container_name": f"{pod_name}-c{i}",
+                            "container_id": new_id(),
+                            "metadata_name": f"c{i}",
+                        }
+                        for i in (1, 2)
+                    ]
+                )
+                for info in made:
+                    if isinstance(info, Exception):
+                        raise RuntimeError(f"batch create failed: {info}")
                     ids.append(info.id)
             with rec.step("start 3"):
                 started = runtime.start_many(ids, mounted=())

@@ -19,7 +19,14 @@ import pytest
 
 from controller.storage import ImageService, RuntimeService, Store, new_id
 from controller.storage.command import CommandEvent, add_observer, remove_observer
-from controller.storage.errors import CommandError, ContainerNotKnown, InvalidContainerID, NotOurs
+from controller.storage.errors import (
+    CommandError,
+    ContainerNotKnown,
+    InvalidContainerID,
+    InvalidName,
+    NameConflict,
+    NotOurs,
+)
 from controller.storage.runtime import CONFIG_FILE
 from tests.support.images import LocalImages
 from tests.support.stores import (
@@ -420,3 +427,29 @@ def test_containers_many_gives_ours_parsed_and_refuses_the_foreign(
     assert infra.infra
     member: Any = found[ids[1]]
     assert member.metadata.pod_id == ids[0]
+
+
+@each_driver
+def test_create_many_makes_each_side_by_side_and_keeps_each_failure_its_own(
+    store: Store, runtime: RuntimeService, verbs: Counter[str]
+) -> None:
+    pod_id = make_pod(runtime, members=0)[0]
+    base = {"pod_name": "web", "pod_id": pod_id, "image_name": IMAGE, "metadata_name": "m"}
+    made = runtime.create_many(
+        [
+            {**base, "container_name": "web-a", "container_id": new_id()},
+            {**base, "container_name": "bad name!", "container_id": new_id()},
+            {**base, "container_name": "web-b", "container_id": new_id()},
+            {**base, "container_name": "web-infra", "container_id": new_id()},  # the infra's
+        ]
+    )
+    assert isinstance(made[1], InvalidName)
+    assert isinstance(made[3], NameConflict)
+    good = [made[0], made[2]]
+    for info in good:
+        assert not isinstance(info, Exception)
+        assert info.metadata is not None
+        assert container_json(store, info.id)["names"] == [info.metadata.name]  # type: ignore[index]
+        assert os.path.isdir(info.dir)
+        assert os.path.isdir(info.run_dir)
+    assert len(containers_json(store)) == 3
