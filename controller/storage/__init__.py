@@ -11,11 +11,18 @@ from controller.storage import errors
 from controller.storage.images import ImageConfig, ImageInfo, ImageService
 from controller.storage.metadata import RuntimeContainerMetadata
 from controller.storage.ocispec import ProcessSpec, build_template, render
-from controller.storage.runtime import ContainerInfo, ManagedContainer, RuntimeService, new_id
+from controller.storage.runtime import (
+    ContainerInfo,
+    ContainerRequest,
+    ManagedContainer,
+    RuntimeService,
+    new_id,
+)
 from controller.storage.store import StorageContainer, StorageImage, Store
 
 __all__ = [
     "ContainerInfo",
+    "ContainerRequest",
     "ImageConfig",
     "ImageInfo",
     "ImageService",

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controller.storage import names
@@ -87,6 +87,30 @@ class ManagedContainer:
         return self.metadata.pod
 
 
+@dataclass(frozen=True)
+class ContainerRequest:
+    """Everything a create takes, as one value: the seed's CreateContainer arguments.
+
+    ``sandbox`` is a pod's infra container (its ID is ``pod_id``); otherwise a member of
+    the pod ``pod_id``. Either ``image_name`` or ``image_id`` may be empty, not both.
+    Every field is validated by :meth:`RuntimeService.create` before a command runs.
+    """
+
+    pod_name: str
+    pod_id: str
+    container_name: str
+    metadata_name: str
+    image_name: str = ""
+    image_id: str = ""
+    container_id: str = ""
+    uid: str = ""
+    namespace: str = ""
+    attempt: int = 0
+    mount_label: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    sandbox: bool = False
+
+
 class RuntimeService:
     """Creates, starts, stops and removes pods and containers in one store."""
 
@@ -124,21 +148,23 @@ class RuntimeService:
         labels: Mapping[str, str] | None = None,
         auth_file: str | None = None,
     ) -> ContainerInfo:
-        """Create a pod's infra container, whose ID is the pod ID."""
-        return self._create(
-            pod=True,
-            pod_name=pod_name,
-            pod_id=pod_id,
-            image_name=image_name,
-            image_id=image_id,
-            container_name=container_name,
-            container_id=pod_id,
-            metadata_name=metadata_name,
-            uid=uid,
-            namespace=namespace,
-            attempt=attempt,
-            mount_label=mount_label,
-            labels=labels,
+        """Create a pod's infra container, whose ID is the pod ID (the seed's API)."""
+        return self.create(
+            ContainerRequest(
+                sandbox=True,
+                pod_name=pod_name,
+                pod_id=pod_id,
+                container_name=container_name,
+                container_id=pod_id,
+                metadata_name=metadata_name,
+                image_name=image_name,
+                image_id=image_id,
+                uid=uid,
+                namespace=namespace,
+                attempt=attempt,
+                mount_label=mount_label,
+                labels=dict(labels or {}),
+            ),
             auth_file=auth_file,
         )
 
@@ -159,42 +185,34 @@ class RuntimeService:
         labels: Mapping[str, str] | None = None,
         auth_file: str | None = None,
     ) -> ContainerInfo:
-        """Create a member container of a pod."""
-        return self._create(
-            pod=False,
-            pod_name=pod_name,
-            pod_id=pod_id,
-            image_name=image_name,
-            image_id=image_id,
-            container_name=container_name,
-            container_id=container_id,
-            metadata_name=metadata_name,
-            uid=uid,
-            namespace=namespace,
-            attempt=attempt,
-            mount_label=mount_label,
-            labels=labels,
+        """Create a member container of a pod (the seed's API)."""
+        return self.create(
+            ContainerRequest(
+                pod_name=pod_name,
+                pod_id=pod_id,
+                container_name=container_name,
+                container_id=container_id,
+                metadata_name=metadata_name,
+                image_name=image_name,
+                image_id=image_id,
+                uid=uid,
+                namespace=namespace,
+                attempt=attempt,
+                mount_label=mount_label,
+                labels=dict(labels or {}),
+            ),
             auth_file=auth_file,
         )
 
-    def _create(
-        self,
-        *,
-        pod: bool,
-        pod_name: str,
-        pod_id: str,
-        image_name: str,
-        image_id: str,
-        container_name: str,
-        container_id: str,
-        metadata_name: str,
-        uid: str,
-        namespace: str,
-        attempt: int,
-        mount_label: str,
-        labels: Mapping[str, str] | None,
-        auth_file: str | None,
-    ) -> ContainerInfo:
+    def create(self, request: ContainerRequest, *, auth_file: str | None = None) -> ContainerInfo:
+        """Create what ``request`` describes: a pod's infra container or one of its members."""
+        if not isinstance(request, ContainerRequest):
+            raise StorageError(f"a create takes a ContainerRequest, not {type(request).__name__}")
+        pod, pod_name, pod_id = request.sandbox, request.pod_name, request.pod_id
+        image_name, image_id = request.image_name, request.image_id
+        container_name, container_id = request.container_name, request.container_id
+        metadata_name, uid, namespace = request.metadata_name, request.uid, request.namespace
+        attempt, mount_label, labels = request.attempt, request.mount_label, request.labels
         names.pod_name(pod_name)
         if pod:
             names.sandbox_id(pod_id)
@@ -522,7 +540,7 @@ class RuntimeService:
     # before anything is run.
 
     def create_many(
-        self, requests: Sequence[Mapping[str, Any]], *, workers: int = 4
+        self, requests: Sequence[ContainerRequest | Mapping[str, Any]], *, workers: int = 4
     ) -> list[ContainerInfo | StorageError]:
         """Several :meth:`create_container` calls (each request holds its keyword
         arguments) run side by side on up to ``workers`` threads; per request, in order,
@@ -534,8 +552,10 @@ class RuntimeService:
         members of a pod at 1,000 containers take about 0.7x the time one after the other.
         """
 
-        def one(request: Mapping[str, Any]) -> ContainerInfo | StorageError:
+        def one(request: ContainerRequest | Mapping[str, Any]) -> ContainerInfo | StorageError:
             try:
+                if isinstance(request, ContainerRequest):
+                    return self.create(request)
                 return self.create_container(**request)
             except StorageError as err:
                 return err

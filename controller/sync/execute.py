@@ -37,6 +37,7 @@ from controller.reconcile.model import ObjectRef
 from controller.reconcile.plan import Created, Object, Outcome, Results
 from controller.storage import (
     ContainerInfo,
+    ContainerRequest,
     ImageConfig,
     ManagedContainer,
     ProcessSpec,
@@ -143,33 +144,9 @@ class Executor:
                 elif isinstance(step, PullImage):
                     self._pull(obj, step, ctx)
                 elif isinstance(step, CreateSandbox):
-                    info = self.runtime.create_pod_sandbox(
-                        pod_name=model.sandbox_name(step.pod, step.attempt),
-                        pod_id=step.pod_id,
-                        image_name=step.image,
-                        container_name=model.infra_name(step.pod, step.attempt),
-                        metadata_name=step.pod.name,
-                        uid=step.pod.uid,
-                        namespace=step.pod.namespace,
-                        attempt=step.attempt,
-                        labels=dict(step.labels),
-                    )
-                    created = self._adopted(info)
+                    created = self._adopted(self.runtime.create(sandbox_request(step)))
                 elif isinstance(step, CreateContainer):
-                    info = self.runtime.create_container(
-                        pod_name=model.sandbox_name(step.pod, step.attempt),
-                        pod_id=step.pod_id,
-                        image_name=step.spec.image,
-                        image_id=step.spec.image_id,
-                        container_name=model.container_name(step.container, step.pod, step.attempt),
-                        container_id=step.container_id,
-                        metadata_name=step.container.name,
-                        attempt=step.attempt,
-                        mount_label=step.spec.mount_label,
-                        uid=step.pod.uid,
-                        namespace=step.container.namespace,
-                        labels=dict(step.labels),
-                    )
+                    info = self.runtime.create(container_request(step))
                     created, config = self._adopted(info), info.config
                 elif isinstance(step, WriteTemplate):
                     self._write_template(step, config)
@@ -294,3 +271,38 @@ class Executor:
             image_id=meta.image_id,
             created_at=meta.created_at,
         )
+
+
+def sandbox_request(step: CreateSandbox) -> ContainerRequest:
+    """The store's create of a pod's infra container, with cri-o's names."""
+    return ContainerRequest(
+        sandbox=True,
+        pod_name=model.sandbox_name(step.pod, step.attempt),
+        pod_id=step.pod_id,
+        container_name=model.infra_name(step.pod, step.attempt),
+        container_id=step.pod_id,
+        metadata_name=step.pod.name,
+        image_name=step.image,
+        uid=step.pod.uid,
+        namespace=step.pod.namespace,
+        attempt=step.attempt,
+        labels=dict(step.labels),
+    )
+
+
+def container_request(step: CreateContainer) -> ContainerRequest:
+    """The store's create of a pod's member, with cri-o's names."""
+    return ContainerRequest(
+        pod_name=model.sandbox_name(step.pod, step.attempt),
+        pod_id=step.pod_id,
+        container_name=model.container_name(step.container, step.pod, step.attempt),
+        container_id=step.container_id,
+        metadata_name=step.container.name,
+        image_name=step.spec.image,
+        image_id=step.spec.image_id,
+        uid=step.pod.uid,
+        namespace=step.container.namespace,
+        attempt=step.attempt,
+        mount_label=step.spec.mount_label,
+        labels=dict(step.labels),
+    )
