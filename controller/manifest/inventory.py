@@ -14,12 +14,9 @@ from the run config rendered when it was started (``root.path`` of
 A container's ``state`` (``ps``'s STATE column, ``--state``) is derived, as
 crictl's CREATED/RUNNING/EXITED are, from what the store shows without
 writing: ``Started`` when its layer is mounted; ``Stopped`` when it is not
-mounted and its run directory exists; ``Created`` when it has no run
-directory (containers-storage has not given it one: made outside podstore's
-runtime, or half made). podstore's runtime makes the run directory when it
-creates a container and removes the rendered run config at a stop, so a
-container created and never started shows ``Stopped`` too: telling those two
-apart needs the runtime to record a start, which it does not (yet).
+mounted but was started once (podstore's runtime leaves a
+``podstore-started.json`` in the container's directory at each start);
+``Created`` when it was never started.
 
 IDs and their prefixes: a prefix must have at least :data:`MIN_PREFIX`
 characters, as podman's and crictl's must be distinguishable; a prefix that
@@ -167,7 +164,7 @@ class Inventory:
                         pod=pods.get(r.metadata.pod_id, ""),
                         state="Started"
                         if r.id in mounted
-                        else ("Stopped" if r.id in run_dirs else "Created"),
+                        else ("Stopped" if self._started(r.id) else "Created"),
                     )
                     for r in records
                 ),
@@ -387,6 +384,12 @@ class Inventory:
             return {}
 
     # -- helpers ------------------------------------------------------------------
+
+    def _started(self, container_id: str) -> bool:
+        try:
+            return self.runtime.was_started(container_id)
+        except StorageError:  # gone meanwhile, or not podstore's to ask about
+            return False
 
     def _run_dirs(self, ids: Sequence[str]) -> dict[str, str]:
         """Run directories of some containers, with as few processes as can be.

@@ -57,6 +57,8 @@ from controller.storage.store import StorageContainer, StorageImage, Store
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
+# In a container's directory, beside the template: it was started at least once.
+STARTED_FILE = "podstore-started.json"
 
 
 @dataclass(frozen=True)
@@ -463,6 +465,7 @@ class RuntimeService:
             raise
         try:
             self.render_config(container_id, mountpoint)
+            self._mark_started(container_id)
         except BaseException:
             # A failed start takes back its own mount (and only that one).
             try:
@@ -471,6 +474,21 @@ class RuntimeService:
                 log.exception("could not undo the mount of %s after a failed start", container_id)
             raise
         return mountpoint
+
+    def _mark_started(self, container_id: str) -> None:
+        """Remember in the container's directory that it was started once (``ps``'s
+        Stopped, not Created, once it is unmounted again); written beside the template."""
+        work, _ = self._dirs_of(container_id)
+        write_json_atomic(os.path.join(work, STARTED_FILE), {"started-at": int(self.clock())})
+
+    def was_started(self, container_id: str) -> bool:
+        """Whether podstore started the container at least once (see :meth:`start_container`).
+
+        Reads only: the directory is not made when it is not there."""
+        with self._lock:
+            dirs = self._dirs.get(container_id)
+        work = dirs[0] if dirs else self.store.container_dirs(container_id)[0]
+        return os.path.exists(os.path.join(work, STARTED_FILE))
 
     def render_config(self, container_id: str, mountpoint: str) -> str | None:
         """Write ``config.json`` into the run dir from the template, if there is one."""
@@ -651,8 +669,9 @@ class RuntimeService:
                 continue
             try:
                 self.render_config(cid, point)
-            except StorageError as err:
-                points[cid] = err
+                self._mark_started(cid)
+            except (StorageError, OSError) as err:
+                points[cid] = err if isinstance(err, StorageError) else StorageError(str(err))
                 if cid in fresh:  # a failed start takes back its own mount, only that one
                     undone = self.store.unmount_many([cid], force=False).get(cid)
                     if isinstance(undone, StorageError):

@@ -248,14 +248,14 @@ def test_ps_state_filters_and_full_ids(store_root: StorePaths, filled: dict[str,
     for view in everything:
         assert (view["state"] == "Started") == (view["id"] in mounted), view
     assert listed["web-app"]["state"] == "Started"
-    # Not mounted: podstore made its run directory when it created it (see inventory).
-    assert listed["web-idle"]["state"] == "Stopped"
+    # Never started (its spec says Stopped from the start): Created, as crictl has it.
+    assert listed["web-idle"]["state"] == "Created"
 
     def names(*args: str) -> set[str]:
         return {c["metadata_name"] for c in _json(store_root, "ps", *args, "-o", "json")}
 
-    assert names("--state", "Stopped") == {"web-idle"}
-    assert names("--state", "Created") == set()
+    assert names("--state", "Created") == {"web-idle"}
+    assert names("--state", "Stopped") == set()
     assert names("--state", "Started") == {"web-app", "db-main", "web"}
     app = listed["web-app"]
     key, value = next(iter(app["labels"].items()))
@@ -269,6 +269,38 @@ def test_ps_state_filters_and_full_ids(store_root: StorePaths, filled: dict[str,
     assert {r["CONTAINER"] for r in full} == {c["id"] for c in everything if not c["infra"]}
     as_yaml = yaml.safe_load(podstore(store_root, "ps", "-a", "-o", "yaml").stdout)
     assert as_yaml == _json(store_root, "ps", "-a", "-o", "json")
+
+
+def test_a_container_started_then_stopped_is_stopped_and_one_never_started_is_created(
+    store_root: StorePaths, manifests: Path, refs: Refs
+) -> None:
+    write(
+        manifests / "web.yaml",
+        pod(
+            "web",
+            refs.pause,
+            template("app", refs.busybox),
+            template("idle", refs.busybox, state="Stopped"),
+        ),
+    )
+    assert run_once(store_root, manifests).returncode == 0
+    write(
+        manifests / "web.yaml",
+        pod(
+            "web",
+            refs.pause,
+            template("app", refs.busybox, state="Stopped"),
+            template("idle", refs.busybox, state="Stopped"),
+        ),
+    )
+    assert run_once(store_root, manifests).returncode == 0
+
+    members = [c for c in _json(store_root, "ps", "-o", "json") if not c["infra"]]
+    assert {c["metadata_name"]: c["state"] for c in members} == {
+        "web-app": "Stopped",
+        "web-idle": "Created",
+    }
+    assert not any(is_mounted(store_root, c["id"]) for c in members)
 
 
 def test_id_prefixes_must_be_long_enough_and_distinguishable(
