@@ -16,7 +16,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -26,6 +26,7 @@ from controller.config import Settings
 from controller.handlers import kube, metrics
 from controller.reconcile import ChildPlan, Outcome, model
 from controller.reconcile.plan import WAITING_ON_POD
+from controller.reconcile.status import merge_patch
 from controller.storage import ImageService, RuntimeService, Store
 from controller.sync import NodeView, Reconciler
 from controller.sync.driver import Driver, with_status
@@ -50,6 +51,108 @@ class ApiSecrets:
         return kube.docker_config(namespace, name)
 
 
+# The status fields of a pod's member summary (what a member's change changes).
+SUMMARY_KEYS = frozenset({"containers", "ready", "conditions"})
+SUMMARY_DELAY = 0.2  # members changing together are summed up in one write
+SUMMARY_PATIENCE = 60.0  # a pod that is not Ready for that long is left to its resync
+
+
+class Summaries:
+    """Pods' member summaries, coalesced: written once for all members that changed.
+
+    A member's status change marks its pod; the summary loop writes the pod's
+    ``status.containers``/``ready``/``ContainersReady`` after :data:`SUMMARY_DELAY`,
+    from kopf's indexes of this node's objects with the statuses this agent wrote
+    since (the indexes learn them one watch event later). No resync is waited for,
+    and N members changing at once cost one pod write, not N.
+    """
+
+    def __init__(self, reconciler: Reconciler, clock: Callable[[], float]) -> None:
+        self.reconciler = reconciler
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._due: dict[tuple[str, str], float] = {}
+        self._members: dict[tuple[str, str], dict[str, Any]] = {}  # (ns, name) -> status
+        self._pods: dict[tuple[str, str], dict[str, Any]] = {}  # (ns, pod) -> summary written
+        self.pods_index: Any = None
+        self.members_index: Any = None
+
+    def use_indexes(self, pods: Any, members: Any) -> None:
+        """kopf's live indexes of this node's pods and of their members (by pod)."""
+        self.pods_index, self.members_index = pods, members
+
+    def written(
+        self, namespace: str, name: str, obj: Mapping[str, Any], patch: Mapping[str, Any]
+    ) -> None:
+        pod = (obj.get("spec") or {}).get("podName")
+        with self._lock:
+            key = (namespace, name)
+            base = self._members.get(key) or dict(obj.get("status") or {})
+            self._members[key] = merge_patch(base, patch)
+            if isinstance(pod, str) and pod:
+                self._due.setdefault((namespace, pod), self.clock())
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._members.pop((namespace, name), None)
+
+    def due(self, namespace: str, pod: str) -> None:
+        with self._lock:
+            self._due.setdefault((namespace, pod), self.clock())
+
+    def flush(self) -> int:
+        """Write the summaries that are due; returns how many pods were written."""
+        now = self.clock()
+        with self._lock:
+            ready = [k for k, since in self._due.items() if now - since >= SUMMARY_DELAY]
+        written = 0
+        for key in ready:
+            pod = self._pod(key)
+            if pod is None or (pod.get("status") or {}).get("phase") != "Ready":
+                with self._lock:
+                    if pod is None or now - self._due.get(key, now) > SUMMARY_PATIENCE:
+                        self._due.pop(key, None)
+                continue
+            with self._lock:
+                self._due.pop(key, None)
+                members = [self._fresh(m) for m in self._index_members(key)]
+            patch = self.reconciler.reconcile_pod_summary(pod, members)
+            if patch:
+                kube.patch_pod_status(key[0], key[1], patch)
+                with self._lock:
+                    self._pods[key] = merge_patch(self._pods.get(key, {}), patch)
+                written += 1
+        return written
+
+    def _pod(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        found = self.pods_index.get(key) if self.pods_index is not None else None
+        pod = next(iter(found), None) if found else None
+        if pod is None:
+            return None
+        with self._lock:
+            mine = self._pods.get(key, {})
+        return dict(pod, status=merge_patch(pod.get("status") or {}, mine))
+
+    def _index_members(self, key: tuple[str, str]) -> list[Mapping[str, Any]]:
+        found = self.members_index.get(key) if self.members_index is not None else None
+        return list(found or ())
+
+    def _fresh(self, member: Mapping[str, Any]) -> Mapping[str, Any]:
+        meta = member.get("metadata") or {}
+        mine = self._members.get((str(meta.get("namespace") or "default"), str(meta.get("name"))))
+        return dict(member, status=mine) if mine is not None else member
+
+
+async def summary_loop(agent: Agent, stop: threading.Event | asyncio.Event) -> None:
+    """Write the coalesced member summaries of this node's pods, a few times a second."""
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(agent.summaries.flush)
+        except Exception as err:  # the API: the next tick tries again
+            log.warning("writing pods' member summaries failed (%s); trying again", err)
+        await asyncio.sleep(SUMMARY_DELAY / 2)
+
+
 class ApiSink:
     """The driver's decisions as API calls; the handled object's status goes into kopf's patch.
 
@@ -59,19 +162,30 @@ class ApiSink:
     """
 
     def __init__(
-        self, node: str, body: Mapping[str, Any] | None, patch: MutableMapping[str, Any] | None
+        self,
+        node: str,
+        body: Mapping[str, Any] | None,
+        patch: MutableMapping[str, Any] | None,
+        summaries: Summaries | None = None,
     ) -> None:
         self.node = node
         self.uid = _uid(body) if body is not None else None
         self.patch = patch
+        self.summaries = summaries
 
     def write_status(self, kind: str, obj: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
+        if kind == model.CONTAINER_KIND and self.summaries is not None:
+            self.summaries.written(namespace, name, obj, patch)
         if self.patch is not None and _uid(obj) == self.uid:
             self.patch.setdefault("status", {}).update(patch)
             return
-        meta = obj.get("metadata") or {}
-        namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
         if kind == model.POD_KIND:
+            if self.summaries is not None and set(patch) <= SUMMARY_KEYS:
+                # A member changed: the pod's summary is written once for all of them.
+                self.summaries.due(namespace, name)
+                return
             kube.patch_pod_status(namespace, name, patch)
         else:
             kube.patch_container_status(namespace, name, patch)
@@ -114,6 +228,7 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.driver = Driver(self.reconciler)
+        self.summaries = Summaries(self.reconciler, self.clock)
         self._waiting_lock = threading.Lock()
 
     @classmethod
@@ -142,7 +257,7 @@ class Agent:
     def sink(
         self, body: Mapping[str, Any] | None, patch: MutableMapping[str, Any] | None
     ) -> ApiSink:
-        return ApiSink(self.settings.node_name, body, patch)
+        return ApiSink(self.settings.node_name, body, patch, self.summaries)
 
     # -- pods -----------------------------------------------------------------
 
@@ -209,6 +324,8 @@ class Agent:
     ) -> None:
         self._done_waiting(body)
         self.driver.remove_container(body, pod, siblings, self.sink(None, None))
+        meta = body.get("metadata") or {}
+        self.summaries.forget(str(meta.get("namespace") or "default"), str(meta.get("name")))
 
     # -- containers waiting on their pod -------------------------------------------
 

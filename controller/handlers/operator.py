@@ -21,7 +21,7 @@ import kopf
 
 from controller.config import Settings
 from controller.handlers import health, kube, metrics, release
-from controller.handlers.agent import Agent, orphan_loop, wait_loop
+from controller.handlers.agent import Agent, orphan_loop, summary_loop, wait_loop
 from controller.handlers.claims import Claims
 from controller.handlers.images import NodeImageGC, image_gc_loop
 from controller.handlers.passing import next_pass_retries
@@ -109,6 +109,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         memo["stop"] = asyncio.Event()
         memo["orphans"] = asyncio.create_task(orphan_loop(memo["agent"], memo["stop"]))
         memo["waits"] = asyncio.create_task(wait_loop(memo["agent"], memo["stop"]))
+        memo["summaries"] = asyncio.create_task(summary_loop(memo["agent"], memo["stop"]))
         images = memo["agent"].reconciler.runtime.images
         memo["prepulls"] = PrePulls(images, node)
         memo["prepull"] = asyncio.create_task(prepull_loop(memo["prepulls"], every, memo["stop"]))
@@ -120,6 +121,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         memo["stop"].set()
         memo["orphans"].cancel()
         memo["waits"].cancel()
+        memo["summaries"].cancel()
         memo["imagegc"].cancel()
         memo["prepull"].cancel()
         if "claims" in memo:
@@ -165,6 +167,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     def pod_changed(
         body: kopf.Body, name: str, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
     ) -> None:
+        memo["agent"].summaries.use_indexes(kw["pods"], kw["members"])
         memo["agent"].sync_pod(body, kw["members"].get((namespace, name), ()), patch)
         if "claims" in memo and namespace:
             memo["claims"].claim_for_pod(namespace, name)
@@ -192,6 +195,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     def container_changed(
         body: kopf.Body, spec: Any, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
     ) -> None:
+        memo["agent"].summaries.use_indexes(kw["pods"], kw["members"])
         pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
         if pod is None and isinstance(spec.get("podName"), str):
             there = kube.get_pod(namespace or "default", spec["podName"])

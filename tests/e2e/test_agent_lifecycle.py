@@ -455,3 +455,32 @@ async def test_deleting_a_pod_removes_its_members_then_its_infra_container(
         await wait_for_phase(kube, CONTAINERS, "tool", "Started")
         await wait_for_phase(kube, CONTAINERS, "idle", "Created")
         assert len(await in_thread(podstore_containers, store)) == 3
+
+
+async def test_a_pods_member_summary_follows_its_members_without_a_resync_in_few_writes(
+    kube, store, images
+):
+    # No resync within the test: the summary comes from the members' own changes.
+    settings = agent_settings(kube, store, images, resync_interval=600)
+    templates = [{"name": n, "image": images.busybox} for n in ("a", "b", "c")]
+    async with running_agent(settings):
+        since = len(kube.requests)
+        await kube.aio.create(storage_pod("web", containers=templates))
+        for name in ("web-a", "web-b", "web-c"):
+            await wait_for_phase(kube, CONTAINERS, name, "Started")
+        pod = await wait_for_status(
+            kube,
+            PODS,
+            "web",
+            where=lambda s: s.get("ready") == "3/3"
+            and [m["phase"] for m in s.get("containers") or []] == ["Started"] * 3,
+        )
+        writes = [
+            r
+            for r in kube.requests[since:]
+            if r.method == "PATCH" and r.resource == PODS and r.subresource == "status"
+        ]
+
+    assert condition(pod, "ContainersReady")["status"] == "True"
+    # Three members, each going Pending -> Started: not one pod write per member per change.
+    assert len(writes) <= 4, [(r.method, r.name) for r in writes]
