@@ -155,16 +155,7 @@ def get_pod(namespace: str, name: str) -> Mapping[str, Any] | None:
 
 @uses(model.GROUP, f"{model.POD_PLURAL}/status", "patch")
 def patch_pod_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
-    try:
-        api_client().request(
-            "PATCH",
-            _path(namespace, model.POD_PLURAL, name, "status"),
-            body={"status": dict(status)},
-            content_type=MERGE_PATCH,
-        )
-    except ApiException as err:
-        if err.status != 404:
-            raise
+    _merge_patch(_path(namespace, model.POD_PLURAL, name, "status"), {"status": status})
 
 
 # -- the node's share of the cluster: what this agent lists and watches ----------------------
@@ -255,37 +246,31 @@ def watch_unassigned(resource_version: str, timeout: int) -> Any:
     return ((e.get("type"), e.get("object")) for e in stream), stop
 
 
-@uses(model.GROUP, model.CONTAINER_PLURAL, "patch")
-def label_container(namespace: str, name: str, resource_version: str, node: str) -> bool:
-    """Give a StorageContainer to one node's agent; False when it changed or is gone meanwhile."""
-    body = {"metadata": {"resourceVersion": resource_version, "labels": {model.LABEL_NODE: node}}}
+def _merge_patch(path: str, body: Mapping[str, Any], *, gone_ok: bool = True) -> bool:
+    """One merge patch; False when the object is gone (404) or, with a ``resourceVersion``
+    in ``body``, changed meanwhile (409): the caller reads it again or lets it be."""
     try:
-        api_client().request(
-            "PATCH",
-            _path(namespace, model.CONTAINER_PLURAL, name),
-            body=body,
-            content_type=MERGE_PATCH,
-        )
+        api_client().request("PATCH", path, body=dict(body), content_type=MERGE_PATCH)
     except ApiException as err:
-        if err.status in (404, 409):
+        if err.status == 404 and gone_ok:
+            return False
+        if err.status == 409 and "resourceVersion" in (body.get("metadata") or {}):
             return False
         raise
     return True
 
 
+@uses(model.GROUP, model.CONTAINER_PLURAL, "patch")
+def label_container(namespace: str, name: str, resource_version: str, node: str) -> bool:
+    """Give a StorageContainer to one node's agent; False when it changed or is gone meanwhile."""
+    body = {"metadata": {"resourceVersion": resource_version, "labels": {model.LABEL_NODE: node}}}
+    return _merge_patch(_path(namespace, model.CONTAINER_PLURAL, name), body)
+
+
 @uses(model.GROUP, f"{model.CONTAINER_PLURAL}/status", "patch")
 def patch_container_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
     """Write a StorageContainer's status (one that is not the object being handled)."""
-    try:
-        api_client().request(
-            "PATCH",
-            _path(namespace, model.CONTAINER_PLURAL, name, "status"),
-            body={"status": dict(status)},
-            content_type=MERGE_PATCH,
-        )
-    except ApiException as err:
-        if err.status != 404:
-            raise
+    _merge_patch(_path(namespace, model.CONTAINER_PLURAL, name, "status"), {"status": status})
 
 
 @uses(model.GROUP, f"{model.CONTAINER_PLURAL}/status", "patch")
@@ -294,18 +279,7 @@ def patch_container_status_if(
 ) -> bool:
     """Write a status only onto the version read; False when another writer came first."""
     body = {"metadata": {"resourceVersion": resource_version}, "status": dict(status)}
-    try:
-        api_client().request(
-            "PATCH",
-            _path(namespace, model.CONTAINER_PLURAL, name, "status"),
-            body=body,
-            content_type=MERGE_PATCH,
-        )
-    except ApiException as err:
-        if err.status in (404, 409):
-            return False
-        raise
-    return True
+    return _merge_patch(_path(namespace, model.CONTAINER_PLURAL, name, "status"), body)
 
 
 @uses(model.GROUP, model.CONTAINER_PLURAL, "get")
@@ -326,18 +300,7 @@ def set_container_finalizers_if(
 ) -> bool:
     """Replace the finalizers only on the version read; False when it changed or is gone."""
     body = {"metadata": {"resourceVersion": resource_version, "finalizers": finalizers}}
-    try:
-        api_client().request(
-            "PATCH",
-            _path(namespace, model.CONTAINER_PLURAL, name),
-            body=body,
-            content_type=MERGE_PATCH,
-        )
-    except ApiException as err:
-        if err.status in (404, 409):
-            return False
-        raise
-    return True
+    return _merge_patch(_path(namespace, model.CONTAINER_PLURAL, name), body)
 
 
 # -- image GC -----------------------------------------------------------------------------
