@@ -451,13 +451,28 @@ class RuntimeService:
 
     # -- start and stop -----------------------------------------------------
 
-    def start_container(self, id_or_name: str) -> str:
-        """Mount the container's layer and render its run config; returns the mountpoint."""
+    def start_container(
+        self, id_or_name: str, *, mounted: bool | None = False, layer: str = ""
+    ) -> str:
+        """Mount the container's layer and render its run config; returns the mountpoint.
+
+        A container podstore mounted already (a start killed before its run config was
+        rendered) is not mounted a second time: its mountpoint is found where it is
+        (``mounted`` says what the caller knows, as podstore's executor does from its
+        store listing; None asks the store, one more process).
+        """
         container_id, meta = self._known_or_inspect(id_or_name)
         # Without SELinux a label is a mount option the kernel refuses (overlay's
         # context=); podman and cri-o apply labels only where SELinux is on.
         label = meta.mount_label if selinux_enabled() else ""
+        if mounted is None:
+            mounted = container_id in self.store.mounted([container_id])
         try:
+            if mounted:
+                mountpoint = self.store.mountpoint(container_id, layer)
+                self.render_config(container_id, mountpoint)
+                self._mark_started(container_id)
+                return mountpoint
             mountpoint = self.store.mount(container_id, label=label)
         except ContainerNotKnown:
             with self._lock:  # removed behind podstore's back

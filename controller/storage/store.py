@@ -359,6 +359,39 @@ class Store:
             raise StorageError(f"mounting container {id!r} gave no mountpoint")
         return mountpoint
 
+    def mountpoint(self, id: str, layer: str = "") -> str:
+        """Where a container that is mounted already has its layer, without mounting it
+        again (a second ``mount`` would raise its mount count: one ``unmount`` by another
+        tool would then leave it mounted).
+
+        containers/storage mounts a layer at ``<root>/overlay/<layer>/merged`` (overlay)
+        or ``<root>/vfs/dir/<layer>`` (vfs); the path is used when it is mounted there
+        (for vfs, when the store counts it mounted). Otherwise, when it is still mounted, the layer is mounted
+        once more and unmounted once (the count comes back) to learn the path; when it is
+        not mounted any more, it is mounted (once).
+        """
+        names.container_id(id)
+        if not layer:
+            record = self.container(id)
+            if record is None:
+                raise ContainerNotKnown(f"container {id!r} is not in the store")
+            layer = record.layer
+        if layer and re.fullmatch(r"[0-9a-f]{64}", layer):
+            if self.driver == "overlay":
+                path = os.path.join(self.root, "overlay", layer, "merged")
+                if os.path.ismount(path):
+                    return path
+            elif self.driver == "vfs":
+                # A vfs layer's folder is there mounted or not: the store says which.
+                path = os.path.join(self.root, "vfs", "dir", layer)
+                if os.path.isdir(path) and id in self.mounted([id]):
+                    return path
+        if id not in self.mounted([id]):
+            return self.mount(id)  # not mounted after all (unmounted since the caller looked)
+        point = self.mount(id)
+        self.unmount(id, force=False)
+        return point
+
     def unmount(self, id: str, *, force: bool = True) -> bool:
         """Unmount a container's layer; False when the container is gone."""
         args = ["--force"] if force else []

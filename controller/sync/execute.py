@@ -158,7 +158,12 @@ class Executor:
                         step.container_id,
                     )
                 elif isinstance(step, Mount):
-                    mountpoint = self.runtime.start_container(step.container_id)
+                    known = self.view.get(step.container_id)
+                    mountpoint = self.runtime.start_container(
+                        step.container_id,
+                        mounted=self.view.is_mounted(step.container_id),
+                        layer=known.layer if known else "",
+                    )
                     self.view.set_mounted(step.container_id, True)
                 elif isinstance(step, RenderConfig):
                     self.runtime.render_config(step.container_id, step.mountpoint or mountpoint)

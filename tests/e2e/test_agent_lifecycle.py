@@ -472,8 +472,10 @@ async def test_a_pods_member_summary_follows_its_members_without_a_resync_in_few
             kube,
             PODS,
             "web",
-            where=lambda s: s.get("ready") == "3/3"
-            and [m["phase"] for m in s.get("containers") or []] == ["Started"] * 3,
+            where=lambda s: (
+                s.get("ready") == "3/3"
+                and [m["phase"] for m in s.get("containers") or []] == ["Started"] * 3
+            ),
         )
         writes = [
             r

@@ -566,3 +566,46 @@ def test_podstore_never_touches_a_container_it_did_not_make(
     assert containers_json(store) == before
     assert is_mounted(store, foreign)
     assert sorted(p.name for p in container_dir(store, foreign).iterdir()) == before_files
+
+
+# -- mounted at most once (issue 12, defect 3) ---------------------------------
+
+
+def _mount_count(store: Any, runtime: RuntimeService, cid: str) -> int:
+    from tests.reliability.kill9 import mount_counts
+
+    layer = runtime.store.container(cid).layer  # type: ignore[union-attr]
+    return mount_counts(store).get(layer, (0, ""))[0]
+
+
+@each_driver
+def test_a_start_killed_after_its_mount_is_finished_without_a_second_mount(
+    store: Any, runtime: RuntimeService, seeded: RegistryImages
+) -> None:
+    pod = make_pod(runtime, seeded)
+    ctr = make_member(runtime, seeded, pod, "web-app")
+    runtime.write_config_template(ctr.id, build_template(ctr.config, ProcessSpec()))
+    # As found: the start was killed between `mount` and its run config (and status):
+    # the layer is mounted, nothing says where.
+    runtime.store.mount(ctr.id)
+    assert _mount_count(store, runtime, ctr.id) == 1
+
+    mountpoint = runtime.start_container(ctr.id, mounted=True)
+
+    assert _mount_count(store, runtime, ctr.id) == 1, "mounted twice"
+    assert is_mounted(store, ctr.id)
+    rendered = json.loads(Path(ctr.run_dir, "config.json").read_text())
+    assert rendered["root"]["path"] == mountpoint
+    runtime.stop_container(ctr.id)  # one unmount undoes it, as any other tool expects
+    assert not is_mounted(store, ctr.id)
+
+
+@each_driver
+def test_a_start_that_thought_it_mounted_mounts_when_it_was_unmounted_since(
+    store: Any, runtime: RuntimeService, seeded: RegistryImages
+) -> None:
+    pod = make_pod(runtime, seeded)
+    ctr = make_member(runtime, seeded, pod, "web-app")
+    runtime.start_container(ctr.id, mounted=True)  # a stale "mounted": it was not
+    assert _mount_count(store, runtime, ctr.id) == 1
+    assert is_mounted(store, ctr.id)

@@ -30,7 +30,6 @@ from tests.cli.common import REPO, argv, run_once, write
 from tests.cli.conftest import Refs
 from tests.e2e.agent import CONTAINERS, FINALIZER, NAMESPACE, PODS, AgentProcess, storage_pod
 from tests.reliability.kill9 import (
-    DEFECT_3,
     CommandWatch,
     Figures,
     KillPoints,
@@ -49,10 +48,7 @@ def _finish(figures: Figures) -> None:
     report(figures.line())
     for line in figures.details[:40]:
         print("  " + line)
-    others = [d for d in figures.details if "extra mount" not in d.split(": ", 1)[1][:12]]
-    assert figures.violations == 0, "\n".join(others[:40])
-    if figures.mount_leaks:
-        pytest.xfail(DEFECT_3)
+    assert figures.violations == 0, "\n".join(figures.details[:40])
 
 
 # -- podstore run -----------------------------------------------------------------------
