@@ -30,6 +30,7 @@ from controller.reconcile.status import merge_patch
 from controller.storage import ImageService, RuntimeService, Store
 from controller.sync import NodeView, Reconciler
 from controller.sync.driver import Driver, with_status
+from controller.sync.execute import MountBatcher
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,8 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.driver = Driver(self.reconciler)
+        # Handlers run on several threads: their mounts of a burst share one process.
+        self.reconciler.executor.mounts = MountBatcher(self.reconciler.runtime)
         self.summaries = Summaries(self.reconciler, self.clock)
         self._waiting_lock = threading.Lock()
 

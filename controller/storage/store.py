@@ -366,9 +366,9 @@ class Store:
 
         containers/storage mounts a layer at ``<root>/overlay/<layer>/merged`` (overlay)
         or ``<root>/vfs/dir/<layer>`` (vfs); the path is used when it is mounted there
-        (for vfs, when the store counts it mounted). Otherwise, when it is still mounted, the layer is mounted
-        once more and unmounted once (the count comes back) to learn the path; when it is
-        not mounted any more, it is mounted (once).
+        (for vfs, when the store counts it mounted). Otherwise, when it is still mounted,
+        the layer is mounted once more and unmounted once (the count comes back) to learn
+        the path; when it is not mounted any more, it is mounted (once).
         """
         names.container_id(id)
         if not layer:
