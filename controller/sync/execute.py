@@ -123,7 +123,10 @@ class MountBatcher:
                 batch, self._pending, self._gathering = self._pending, {}, False
             self.batches.append(len(batch))
             try:
-                results: Mapping[str, str | StorageError] = self.runtime.start_many(list(batch))
+                # Only containers the pass's listing shows unmounted are sent here.
+                results: Mapping[str, str | StorageError] = self.runtime.start_many(
+                    list(batch), mounted=()
+                )
             except StorageError as err:
                 results = dict.fromkeys(batch, err)
             for cid, future in batch.items():

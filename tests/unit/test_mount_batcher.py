@@ -15,7 +15,7 @@ class Runtime:
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
 
-    def start_many(self, ids: list[str]) -> dict[str, Any]:
+    def start_many(self, ids: list[str], mounted: Any = None) -> dict[str, Any]:
         self.calls.append(sorted(ids))
         return {i: StorageError(f"{i} is broken") if "bad" in i else f"/m/{i}" for i in ids}
 
@@ -51,7 +51,7 @@ def test_starts_asked_for_together_share_one_call_and_keep_their_own_results() -
 
 def test_a_start_alone_is_a_batch_of_one_and_a_missing_answer_is_an_error() -> None:
     class Silent(Runtime):
-        def start_many(self, ids: list[str]) -> dict[str, Any]:
+        def start_many(self, ids: list[str], mounted: Any = None) -> dict[str, Any]:
             self.calls.append(ids)
             return {}
 
