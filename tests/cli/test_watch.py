@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.exitcodes import EXIT_STORE_LOCKED
 from tests.cli.common import (
     by_name,
     container,
@@ -84,7 +85,7 @@ def test_a_signal_stops_run_cleanly_and_the_next_run_continues_where_it_stopped(
         wait_for("web-app", lambda: "web-app" in ids(store_root))
         # While it runs, a second run on the same store is refused.
         second = run_once(store_root, manifests)
-        assert second.returncode == 1
+        assert second.returncode == EXIT_STORE_LOCKED
         assert "another `podstore run`" in second.stderr
     finally:
         status, out, err = stop_watch(proc, signal.SIGINT)

@@ -74,9 +74,17 @@ def _in_proc(words: list[bytes]) -> list[str]:
 
 
 def _on_disk(roots: list[Path], words: list[bytes]) -> list[str]:
+    # Other tests' own folders under pytest's base (a fixture's auth.json of the shared
+    # test registry) are theirs, not podstore's: only this test's folders are read there.
+    mine = [str(r) for r in roots if "pytest-of-" in str(r)]
     hits = []
     for root in roots:
-        for folder, _, files in os.walk(root):
+        for folder, dirs, files in os.walk(root):
+            if "pytest-of-" in folder and not any(
+                folder.startswith(m) or m.startswith(folder) for m in mine
+            ):
+                dirs[:] = []
+                continue
             for name in files:
                 path = os.path.join(folder, name)
                 try:
