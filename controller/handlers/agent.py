@@ -93,14 +93,6 @@ class Summaries:
             if isinstance(pod, str) and pod:
                 self._due.setdefault((namespace, pod), self.clock())
 
-    def pod_written(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        """The pod's own handler wrote (part of) its summary: the last word, until a flush."""
-        summary = {k: v for k, v in patch.items() if k in SUMMARY_KEYS}
-        if summary:
-            with self._lock:
-                key = (namespace, name)
-                self._pods[key] = merge_patch(self._pods.get(key, {}), summary)
-
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
             self._members.pop((namespace, name), None)
@@ -187,8 +179,6 @@ class ApiSink:
         namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
         if kind == model.CONTAINER_KIND and self.summaries is not None:
             self.summaries.written(namespace, name, obj, patch)
-        if kind == model.POD_KIND and self.summaries is not None and self.patch is not None:
-            self.summaries.pod_written(namespace, name, patch)
         if self.patch is not None and _uid(obj) == self.uid:
             self.patch.setdefault("status", {}).update(patch)
             return
@@ -290,11 +280,7 @@ class Agent:
             return
         if outcome.phase == "Ready":
             meta = body.get("metadata") or {}
-            key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
-            self._wake(key)
-            # Its summary came from kopf's index, which may lag the members' last writes:
-            # the summary loop looks again with those.
-            self.summaries.due(*key)
+            self._wake((str(meta.get("namespace") or "default"), str(meta.get("name"))))
         self._finish(model.POD_KIND, outcome, started, raise_errors)
 
     def delete_pod(self, body: Mapping[str, Any], members: Iterable[Mapping[str, Any]]) -> None:
