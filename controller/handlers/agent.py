@@ -448,7 +448,7 @@ async def orphan_loop(agent: Agent, stop: threading.Event | asyncio.Event) -> No
             removed = await asyncio.to_thread(agent.collect_orphans)
             if removed:
                 log.info("removed %d orphaned storage containers", len(removed))
-        except Exception:
-            log.exception("orphan collection failed; trying again next pass")
+        except Exception as err:  # the store (locked, full) or the API: one line, no traceback
+            log.warning("orphan collection failed (%s); trying again next pass", err)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.sleep(agent.settings.resync_interval)
