@@ -14,9 +14,9 @@ install: ## install Debian packages and a virtualenv with podstore (safe to repe
 demo: install ## the main job: build an example image, run examples/ with podstore, run a bundle
 	bash examples/demo.sh
 
-lint: install ## ruff, mypy (strict on controller/) and the import layering
-	$(VENV)/bin/ruff check controller tests bench
-	$(VENV)/bin/ruff format --check controller tests bench
+lint: install ## ruff, mypy (strict on controller/ and oci_diff.py) and the import layering
+	$(VENV)/bin/ruff check controller tests bench manifests/image
+	$(VENV)/bin/ruff format --check controller tests bench manifests/image
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) -m controller.api.crdgen --check

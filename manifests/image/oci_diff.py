@@ -72,8 +72,12 @@ def layer_entries(fileobj: Any) -> Iterator[tuple[str, Entry]]:
             digest = ""
             if member.isreg():
                 extracted = tar.extractfile(member)
-                assert extracted is not None
-                digest = hashlib.file_digest(extracted, "sha256").hexdigest()
+                if extracted is None:  # a regular file always has a body
+                    raise tarfile.TarError(f"{member.name}: no content in the layer")
+                hashed = hashlib.sha256()
+                while chunk := extracted.read(1 << 20):
+                    hashed.update(chunk)
+                digest = hashed.hexdigest()
             yield (
                 member.name.removeprefix("./"),
                 Entry(
@@ -90,9 +94,7 @@ def layer_entries(fileobj: Any) -> Iterator[tuple[str, Entry]]:
             )
 
 
-def compare_entries(
-    a: Iterator[tuple[str, Entry]], b: Iterator[tuple[str, Entry]]
-) -> list[str]:
+def compare_entries(a: Iterator[tuple[str, Entry]], b: Iterator[tuple[str, Entry]]) -> list[str]:
     """Every difference between two layers' entries, the first in tar order first.
 
     A path only in one layer, a path whose entry differs, and (when both hold the same
@@ -116,7 +118,7 @@ def compare_entries(
             found.append(f"{path}: " + "; ".join(changed))
     found.extend(f"{path}: only in B" for path in order_b if path not in seen_a)
     if not found and order_a != order_b:
-        first = next(i for i, (x, y) in enumerate(zip(order_a, order_b)) if x != y)
+        first = next(i for i, (x, y) in enumerate(zip(order_a, order_b, strict=False)) if x != y)
         found.append(f"entry order differs at #{first}: {order_a[first]} vs {order_b[first]}")
     return found
 
@@ -164,15 +166,11 @@ def compare_layouts(a: Layout, b: Layout, tag: str | None = None) -> list[str]:
     config_a, config_b = manifest_a["config"]["digest"], manifest_b["config"]["digest"]
     if config_a != config_b:
         found.append(f"config: {config_a} != {config_b}")
-        found.extend(
-            f"config {key}: {value!r} != {other!r}"
-            for key in sorted(set(a.json_blob(config_a)) | set(b.json_blob(config_b)))
-            if (value := a.json_blob(config_a).get(key)) != (other := b.json_blob(config_b).get(key))
-        )
+        found.extend(_changed_keys("config", a.json_blob(config_a), b.json_blob(config_b)))
     layers_a, layers_b = manifest_a["layers"], manifest_b["layers"]
     if len(layers_a) != len(layers_b):
         found.append(f"layers: {len(layers_a)} != {len(layers_b)}")
-    for number, (layer_a, layer_b) in enumerate(zip(layers_a, layers_b)):
+    for number, (layer_a, layer_b) in enumerate(zip(layers_a, layers_b, strict=False)):
         if layer_a["digest"] == layer_b["digest"]:
             continue
         found.append(f"layer {number}: {layer_a['digest']} != {layer_b['digest']}")
@@ -189,12 +187,16 @@ def compare_layouts(a: Layout, b: Layout, tag: str | None = None) -> list[str]:
         found.extend(shown)
     # Manifest annotations (or media types) are all that is left.
     if len(found) == 1:
-        found.extend(
-            f"manifest {key}: {manifest_a.get(key)!r} != {manifest_b.get(key)!r}"
-            for key in sorted(set(manifest_a) | set(manifest_b))
-            if manifest_a.get(key) != manifest_b.get(key)
-        )
+        found.extend(_changed_keys("manifest", manifest_a, manifest_b))
     return found
+
+
+def _changed_keys(what: str, a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return [
+        f"{what} {key}: {a.get(key)!r} != {b.get(key)!r}"
+        for key in sorted(set(a) | set(b))
+        if a.get(key) != b.get(key)
+    ]
 
 
 def main(argv: list[str]) -> int:

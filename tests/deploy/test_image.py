@@ -143,3 +143,38 @@ def test_pyproject_chart_and_manifests_agree_on_the_version() -> None:
     daemonset = find(load_objects(MANIFESTS / "daemonset.yaml"), "DaemonSet")
     image = daemonset["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == f"localhost/podstore:{version}"
+
+
+def _customize_hook() -> str:
+    script = (IMAGE / "build-oci.sh").read_text()
+    return script.split('cat > "${work}/customize.sh" <<HOOK')[1].split("\nHOOK\n")[0]
+
+
+def test_the_image_holds_no_path_of_the_build_folder() -> None:
+    """Two builds into different folders give the same image (make image-check)."""
+    hook = _customize_hook()
+    # By name from a wheel folder: an install from a file path writes direct_url.json.
+    assert '--find-links "${work}/wheels"' in hook
+    assert '-r "${here}/requirements.txt" "podstore==${version}"' in hook
+    assert ".whl" not in hook
+    # The wheels' scripts (shebang: the build virtualenv) go, with their RECORD lines.
+    assert 'rm -rf "\\$site/bin"' in hook
+    assert "sed -i '\\#^\\.\\./\\.\\./bin/#d' \"\\$site\"/*.dist-info/RECORD" in hook
+    # The wheel is built from a copy of the sources, not the checkout (stale build/).
+    script = (IMAGE / "build-oci.sh").read_text()
+    assert '--wheel-dir "${work}/wheels" "${work}/src"' in script
+
+
+def test_the_image_holds_nothing_of_the_build_host() -> None:
+    hook = _customize_hook()
+    for name in ("resolv.conf", "hostname"):
+        assert f'install -m 0644 /dev/null "\\$root/etc/{name}"' in hook
+
+
+def test_make_image_check_builds_twice_and_compares_the_layouts() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    assert "bash manifests/image/build-oci.sh --check" in makefile.split("\nimage-check:")[1]
+    # Too slow for every run: the double build is not part of make test.
+    assert "image-check" not in makefile.split("\ntest:")[1].split("\n")[0]
+    script = (IMAGE / "build-oci.sh").read_text()
+    assert '"${here}/oci_diff.py" "${scratch}/a/oci" "${scratch}/b/oci"' in script
