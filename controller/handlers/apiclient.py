@@ -202,7 +202,14 @@ def _named(doc: Mapping[str, Any], section: str, name: Any, key: str, path: str)
 
 def _from_kubernetes_loader(path: str) -> Credentials:
     """A kubeconfig this module does not read itself, through the kubernetes package."""
-    from kubernetes import client, config  # only for plugins and merged kubeconfigs
+    try:  # only for plugins and merged kubeconfigs: the optional extra podstore[kubeconfig]
+        from kubernetes import client, config
+    except ImportError:
+        raise ConfigError(
+            f"kubeconfig {path} needs an exec or auth-provider plugin, or merges several files,"
+            " which podstore reads through the kubernetes package: pip install"
+            " 'podstore[kubeconfig]', or give a kubeconfig with a token or client certificate"
+        ) from None
 
     log.info("kubeconfig %s needs the kubernetes package's loader (plugin or several files)", path)
     cfg = client.Configuration()

@@ -143,7 +143,10 @@ HOOK
 chmod 0755 "${work}/customize.sh"
 
 # essential: Debian's Essential:yes set (dpkg, coreutils, ...), no apt in the image.
+# merged-usr hook: /bin, /lib, /sbin are links into /usr before the first package, so the
+# Essential set takes usr-is-merged and not usrmerge (which needs perl).
 mmdebstrap --quiet --mode=root --variant=essential --format=tar \
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --aptopt='APT::Install-Recommends "false"' \
     --aptopt='Acquire::Retries "5"' \
     --dpkgopt='path-exclude=/usr/share/man/*' \

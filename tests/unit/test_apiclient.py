@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -208,3 +209,12 @@ def test_a_watch_yields_events_and_stops_from_another_thread(server):
     assert names == ["c0", "c1"]
     assert "watch=true" in Handler.seen[0][1]
     assert "resourceVersion=7" in Handler.seen[0][1]
+
+
+def test_a_plugin_kubeconfig_without_the_kubernetes_package_names_the_extra(tmp_path, monkeypatch):
+    path = write_kubeconfig(
+        tmp_path / "config", {"exec": {"command": "aws"}}, {"server": "https://h"}
+    )
+    monkeypatch.setitem(sys.modules, "kubernetes", None)  # import kubernetes: ImportError
+    with pytest.raises(ConfigError, match=r"exec or auth-provider plugin.*podstore\[kubeconfig\]"):
+        apiclient.from_kubeconfig(str(path))
