@@ -97,3 +97,29 @@ def test_installed_agent_help_and_version(installed: Path, tmp_path: Path) -> No
     version = _podstore(installed, "--version", cwd=tmp_path)
     assert version.returncode == 0, version.stderr
     assert version.stdout.startswith("podstore ")
+
+
+def test_installed_without_the_kubeconfig_extra_a_plugin_kubeconfig_is_one_line(
+    installed: Path, tmp_path: Path
+) -> None:
+    """The wheel does not pull the kubernetes package; what needs it says which extra to add."""
+    absent = subprocess.run(
+        [str(installed / "python"), "-c", "import kubernetes"],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert absent.returncode != 0
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1,"
+        " command: aws}}}]\n"
+    )
+    done = _podstore(
+        installed, "agent", "--node-name", NODE, "--kubeconfig", str(kubeconfig), cwd=tmp_path
+    )
+    assert done.returncode == 78, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "podstore[kubeconfig]" in line
