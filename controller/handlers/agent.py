@@ -24,6 +24,8 @@ import kopf
 
 from controller.config import Settings
 from controller.handlers import kube, metrics
+from controller.handlers.health import Backoff, describe
+from controller.handlers.known import KnownObjects
 from controller.reconcile import ChildPlan, Outcome, model
 from controller.reconcile.plan import WAITING_ON_POD
 from controller.reconcile.status import merge_patch
@@ -68,9 +70,15 @@ class Summaries:
     and N members changing at once cost one pod write, not N.
     """
 
-    def __init__(self, reconciler: Reconciler, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        clock: Callable[[], float],
+        known: KnownObjects | None = None,
+    ) -> None:
         self.reconciler = reconciler
         self.clock = clock
+        self.known = known if known is not None else KnownObjects(clock)
         self._lock = threading.Lock()
         self._due: dict[tuple[str, str], float] = {}
         self._members: dict[tuple[str, str], dict[str, Any]] = {}  # (ns, name) -> status
@@ -119,7 +127,12 @@ class Summaries:
                 members = [self._fresh(m) for m in self._index_members(key)]
             patch = self.reconciler.reconcile_pod_summary(pod, members)
             if patch:
-                kube.patch_pod_status(key[0], key[1], patch)
+                try:
+                    kube.patch_pod_status(key[0], key[1], patch)
+                except Exception:
+                    with self._lock:  # still due: the next flush writes it
+                        self._due.setdefault(key, now)
+                    raise
                 with self._lock:
                     self._pods[key] = merge_patch(self._pods.get(key, {}), patch)
                 written += 1
@@ -127,7 +140,7 @@ class Summaries:
 
     def _pod(self, key: tuple[str, str]) -> dict[str, Any] | None:
         found = self.pods_index.get(key) if self.pods_index is not None else None
-        pod = next(iter(found), None) if found else None
+        pod = next(iter(self.known.live(found)), None) if found else None
         if pod is None:
             return None
         with self._lock:
@@ -136,7 +149,7 @@ class Summaries:
 
     def _index_members(self, key: tuple[str, str]) -> list[Mapping[str, Any]]:
         found = self.members_index.get(key) if self.members_index is not None else None
-        return list(found or ())
+        return self.known.live(found)
 
     def _fresh(self, member: Mapping[str, Any]) -> Mapping[str, Any]:
         meta = member.get("metadata") or {}
@@ -146,11 +159,18 @@ class Summaries:
 
 async def summary_loop(agent: Agent, stop: threading.Event | asyncio.Event) -> None:
     """Write the coalesced member summaries of this node's pods, a few times a second."""
+    backoff = Backoff(initial=1.0, cap=30.0)
     while not stop.is_set():
         try:
             await asyncio.to_thread(agent.summaries.flush)
-        except Exception as err:  # the API: the next tick tries again
-            log.warning("writing pods' member summaries failed (%s); trying again", err)
+        except Exception as err:  # the API: the due pods stay due, tried again
+            delay = backoff.failed()
+            log.warning(
+                "writing pods' member summaries failed (%s); again in %.0fs", describe(err), delay
+            )
+            await asyncio.sleep(delay)
+            continue
+        backoff.ok()
         await asyncio.sleep(SUMMARY_DELAY / 2)
 
 
@@ -231,7 +251,8 @@ class Agent:
         self.driver = Driver(self.reconciler)
         # Handlers run on several threads: their mounts of a burst share one process.
         self.reconciler.executor.mounts = MountBatcher(self.reconciler.runtime)
-        self.summaries = Summaries(self.reconciler, self.clock)
+        self.known = KnownObjects(self.clock)
+        self.summaries = Summaries(self.reconciler, self.clock, self.known)
         self._waiting_lock = threading.Lock()
 
     @classmethod
@@ -395,7 +416,18 @@ class Agent:
 
     def collect_orphans(self) -> list[str]:
         node = self.settings.node_name
+        began = self.clock()
         live = kube.list_pod_uids(node) | kube.list_container_uids(node)
+        # What kopf still holds but the API server no longer has: its resyncs stop now,
+        # before this pass removes the objects' storage.
+        gone = self.known.listed(live, began)
+        if gone:
+            log.info(
+                "%d objects seen before are gone from the API server; kopf's timers for "
+                "them are ignored from now on",
+                len(gone),
+            )
+        metrics.GONE.set(self.known.gone_count())
         removed = self.driver.collect_orphans(live)
         counts: dict[str, int] = {"infra": 0, "mounted": 0, "unmounted": 0}
         view = self.reconciler.view
@@ -443,12 +475,16 @@ async def wait_loop(agent: Agent, stop: threading.Event | asyncio.Event) -> None
 
 async def orphan_loop(agent: Agent, stop: threading.Event | asyncio.Event) -> None:
     """Every resync interval, remove what podstore made for objects that are gone."""
+    backoff = Backoff(initial=agent.settings.resync_interval, cap=300.0)
     while not stop.is_set():
+        delay = agent.settings.resync_interval
         try:
             removed = await asyncio.to_thread(agent.collect_orphans)
             if removed:
                 log.info("removed %d orphaned storage containers", len(removed))
+            backoff.ok()
         except Exception as err:  # the store (locked, full) or the API: one line, no traceback
-            log.warning("orphan collection failed (%s); trying again next pass", err)
+            delay = backoff.failed()
+            log.warning("orphan collection failed (%s); again in %.0fs", describe(err), delay)
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.sleep(agent.settings.resync_interval)
+            await asyncio.sleep(delay)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, MutableSet
 from typing import Any
 
 from controller.handlers import kube, release
-from controller.handlers.health import ApiHealth
+from controller.handlers.health import ApiHealth, Backoff, describe
 from controller.reconcile import status_patch
 from controller.sync import Reconciler
 
@@ -108,11 +108,13 @@ class Claims:
 
     def _run(self) -> None:
         rv = ""
+        backoff = Backoff()
         while not self.stop.is_set():
             try:
                 if not rv:
                     items, rv = kube.list_unassigned()
                     self.health.ok()
+                    backoff.ok()
                     for item in items:
                         self._consider_safely(item)
                     self.sweep_due.set()
@@ -138,9 +140,14 @@ class Claims:
                 if self.stop.is_set():
                     break
                 self.health.failed("watching StorageContainers", err)
-                log.warning("watch of unassigned StorageContainers failed (%s); again", err)
+                delay = backoff.failed()
+                log.warning(
+                    "watch of unassigned StorageContainers failed (%s); again in %.0fs",
+                    describe(err),
+                    delay,
+                )
                 rv = ""
-                self.stop.wait(1.0)
+                self.stop.wait(delay)
 
     def _sweep_safely(self) -> None:
         """Listing from scratch: events may have been missed, moved containers among them."""

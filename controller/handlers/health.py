@@ -13,9 +13,11 @@ agent's health costs the API server nothing in the usual case.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 #: Seconds without a recorded outcome after which the probe calls the API itself.
 STALE_AFTER = 90.0
@@ -98,3 +100,69 @@ def quiet_probe_failures() -> None:
     server = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, _OneLineProbeFailures) for f in server.filters):
         server.addFilter(_OneLineProbeFailures())
+
+
+@dataclass
+class Backoff:
+    """Delays between attempts at something that keeps failing: doubling, capped.
+
+    A loop that talks to the API logs one line per failed attempt and waits
+    :meth:`failed`'s delay; :meth:`ok` starts again from ``initial``.
+    """
+
+    initial: float = 1.0
+    cap: float = 30.0
+    _next: float = 0.0
+
+    def failed(self) -> float:
+        delay = self._next or self.initial
+        self._next = min(delay * 2, self.cap)
+        return delay
+
+    def ok(self) -> None:
+        self._next = 0.0
+
+
+# kopf's own retries of a failed API request: "Request attempt #2/9 failed; will retry:
+# GET http://host/path?query -> ClientConnectorError(ConnectionKey(...), ...)".
+_KOPF_RETRY = re.compile(
+    r"^Request attempt (?P<attempt>#\d+/\d+) failed; (?P<then>[^:]+): "
+    r"(?P<method>[A-Z]+) (?P<url>\S+)(?: -> (?P<error>.*))?$",
+    re.DOTALL,
+)
+
+
+def retry_line(message: str) -> str | None:
+    """kopf's line for a failed API request, as one short line; None if it is not one."""
+    found = _KOPF_RETRY.match(message)
+    if found is None:
+        return None
+    path = re.sub(r"^[a-z]+://[^/]+", "", found["url"]).split("?", 1)[0]
+    error = found["error"] or ""
+    name = error.split("(", 1)[0].strip() or "error"
+    refused = "Connect call failed" in error or "ConnectionRefused" in error
+    cause = "connection refused" if refused else name
+    then = "giving up on this call" if found["then"].startswith("escalating") else found["then"]
+    return (
+        f"API request {found['method']} {path} failed ({cause}), attempt {found['attempt']}; {then}"
+    )
+
+
+class _OneLineApiRetries(logging.Filter):
+    """kopf logs each retried API request at ERROR with the whole exception; the API
+    server being away is a WARNING, in one short line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("kopf") and record.levelno == logging.ERROR:
+            line = retry_line(record.getMessage())
+            if line is not None:
+                record.msg, record.args = line, ()
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_api_retries() -> None:
+    """Make kopf's retried API requests one WARNING line each (on every root handler)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _OneLineApiRetries) for f in handler.filters):
+            handler.addFilter(_OneLineApiRetries())

@@ -62,6 +62,11 @@ MANAGED = Gauge(
     ["phase"],
     registry=REGISTRY,
 )
+GONE = Gauge(
+    "podstore_gone_objects",
+    "Objects kopf still holds that the API server no longer has (their resyncs are ignored).",
+    registry=REGISTRY,
+)
 IMAGE_GC_REMOVED = Counter(
     "podstore_image_gc_removed",
     "Images removed by image garbage collection.",

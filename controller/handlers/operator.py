@@ -24,6 +24,7 @@ from controller.handlers import health, kube, metrics, release
 from controller.handlers.agent import Agent, orphan_loop, summary_loop, wait_loop
 from controller.handlers.claims import Claims
 from controller.handlers.images import NodeImageGC, image_gc_loop
+from controller.handlers.known import KnownObjects
 from controller.handlers.passing import next_pass_retries
 from controller.handlers.prepull import PrePulls, prepull_loop
 from controller.reconcile import model
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 PODS = (model.GROUP, model.VERSION, model.POD_PLURAL)
 CONTAINERS = (model.GROUP, model.VERSION, model.CONTAINER_PLURAL)
 IMAGES = (model.GROUP, model.VERSION, kube.IMAGE_PLURAL)
+# kopf's delays between retries of a failed API call: about 2 minutes in all.
+API_BACKOFFS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 30.0, 30.0)
 # Every resource with handlers that keep kopf's bookkeeping: what kopf lists, watches and
 # patches; and those with raw event handlers only, which kopf lists and watches. RBAC is
 # derived from both in controller.handlers.rbac; a test checks the registry against them.
@@ -40,9 +43,19 @@ WATCHED = (PODS, CONTAINERS)
 EVENTS_ONLY = (IMAGES,)
 
 
-def _pod_of(index: Any, namespace: str | None, name: Any) -> Mapping[str, Any] | None:
+def _pod_of(
+    known: KnownObjects, index: Any, namespace: str | None, name: Any
+) -> Mapping[str, Any] | None:
+    """The pod's entry in kopf's index (a gone object's entry left out)."""
     found = index.get((namespace, name)) if index is not None else None
-    return next(iter(found), None) if found else None
+    return next(iter(known.live(found)), None) if found else None
+
+
+def _members_of(
+    known: KnownObjects, index: Any, namespace: str | None, pod: Any
+) -> list[Mapping[str, Any]]:
+    """A snapshot of the pod's members in kopf's live index, gone objects left out."""
+    return known.live(index.get((namespace, pod), ()))
 
 
 # What the indexes keep of an object: what the reconciler and the child plan read.
@@ -101,6 +114,8 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         settings.scanning.disabled = True
         settings.execution.max_workers = 8
         settings.watching.server_timeout = 300
+        # An API server that is away: retried calls spread out (one WARNING line each).
+        settings.networking.error_backoffs = API_BACKOFFS
         # Only this node's objects, selected by the API server: nothing scales with the cluster.
         settings.watching.field_selectors[PODS[0], PODS[2]] = kube.pod_field_selector(node)
         settings.watching.label_selectors[CONTAINERS[0], CONTAINERS[2]] = (
@@ -155,10 +170,14 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         namespace: str | None, name: str, body: kopf.Body, memo: Any, **_: Any
     ) -> dict[Any, Any]:
         memo.setdefault("own", set()).add((namespace, name))
+        memo["agent"].known.seen(model.POD_KIND, body)
         return {(namespace, name): slim(body)}
 
     @kopf.index(*CONTAINERS, registry=registry, id="members", when=container_is_mine)
-    def members(namespace: str | None, spec: Any, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    def members(
+        namespace: str | None, spec: Any, body: kopf.Body, memo: Any, **_: Any
+    ) -> dict[Any, Any]:
+        memo["agent"].known.seen(model.CONTAINER_KIND, body)
         return {(namespace, spec.get("podName")): slim(body)}
 
     @kopf.on.resume(*PODS, registry=registry, when=pod_is_mine, id="reconcile")
@@ -167,8 +186,11 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     def pod_changed(
         body: kopf.Body, name: str, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
     ) -> None:
-        memo["agent"].summaries.use_indexes(kw["pods"], kw["members"])
-        memo["agent"].sync_pod(body, kw["members"].get((namespace, name), ()), patch)
+        agent: Agent = memo["agent"]
+        if agent.known.is_gone(body):
+            return  # kopf retrying an object the API server no longer has
+        agent.summaries.use_indexes(kw["pods"], kw["members"])
+        agent.sync_pod(body, _members_of(agent.known, kw["members"], namespace, name), patch)
         if "claims" in memo and namespace:
             memo["claims"].claim_for_pod(namespace, name)
 
@@ -178,16 +200,21 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     def pod_resync(
         body: kopf.Body, name: str, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
     ) -> None:
-        members = kw["members"].get((namespace, name), ())
+        agent: Agent = memo["agent"]
+        if agent.known.is_gone(body):
+            return  # kopf's timer outlives an object whose deletion it did not see
+        members = _members_of(agent.known, kw["members"], namespace, name)
         with next_pass_retries("resync", namespace, name):
-            memo["agent"].sync_pod(body, members, patch, raise_errors=False)
+            agent.sync_pod(body, members, patch, raise_errors=False)
 
     @kopf.on.delete(*PODS, registry=registry, when=pod_is_mine, id="remove")
     def pod_deleted(
         body: kopf.Body, name: str, namespace: str | None, memo: Any, **kw: Any
     ) -> None:
-        memo["agent"].delete_pod(body, kw["members"].get((namespace, name), ()))
+        agent: Agent = memo["agent"]
+        agent.delete_pod(body, _members_of(agent.known, kw["members"], namespace, name))
         memo.setdefault("own", set()).discard((namespace, name))
+        agent.known.deleted(body)
 
     @kopf.on.resume(*CONTAINERS, registry=registry, when=container_is_mine, id="reconcile")
     @kopf.on.create(*CONTAINERS, registry=registry, when=container_is_mine, id="reconcile")
@@ -195,8 +222,11 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     def container_changed(
         body: kopf.Body, spec: Any, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
     ) -> None:
-        memo["agent"].summaries.use_indexes(kw["pods"], kw["members"])
-        pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
+        agent: Agent = memo["agent"]
+        if agent.known.is_gone(body):
+            return
+        agent.summaries.use_indexes(kw["pods"], kw["members"])
+        pod = _pod_of(agent.known, kw["pods"], namespace, spec.get("podName"))
         if pod is None and isinstance(spec.get("podName"), str):
             there = kube.get_pod(namespace or "default", spec["podName"])
             if there is not None and (there.get("spec") or {}).get("nodeName") != node:
@@ -205,8 +235,8 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
                 if changes:
                     patch.setdefault("status", {}).update(changes)
                 return
-        siblings = kw["members"].get((namespace, spec.get("podName")), ())
-        memo["agent"].sync_container(body, pod, siblings, patch)
+        siblings = _members_of(agent.known, kw["members"], namespace, spec.get("podName"))
+        agent.sync_container(body, pod, siblings, patch)
 
     @kopf.timer(
         *CONTAINERS,
@@ -219,18 +249,23 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     def container_resync(
         body: kopf.Body, spec: Any, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
     ) -> None:
-        pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
-        siblings = kw["members"].get((namespace, spec.get("podName")), ())
+        agent: Agent = memo["agent"]
+        if agent.known.is_gone(body):
+            return
+        pod = _pod_of(agent.known, kw["pods"], namespace, spec.get("podName"))
+        siblings = _members_of(agent.known, kw["members"], namespace, spec.get("podName"))
         with next_pass_retries("resync", namespace, body["metadata"]["name"]):
-            memo["agent"].sync_container(body, pod, siblings, patch, raise_errors=False)
+            agent.sync_container(body, pod, siblings, patch, raise_errors=False)
 
     @kopf.on.delete(*CONTAINERS, registry=registry, when=container_is_mine, id="remove")
     def container_deleted(
         body: kopf.Body, spec: Any, namespace: str | None, memo: Any, **kw: Any
     ) -> None:
-        pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
-        siblings = kw["members"].get((namespace, spec.get("podName")), ())
-        memo["agent"].delete_container(body, pod, siblings)
+        agent: Agent = memo["agent"]
+        pod = _pod_of(agent.known, kw["pods"], namespace, spec.get("podName"))
+        siblings = _members_of(agent.known, kw["members"], namespace, spec.get("podName"))
+        agent.delete_container(body, pod, siblings)
+        agent.known.deleted(body)
 
     # Its node label changed by hand: it left this agent's watch with this node's finalizer on.
     @kopf.on.event(
@@ -242,15 +277,17 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
     def container_moved(
         body: kopf.Body, spec: Any, namespace: str | None, memo: Any, **kw: Any
     ) -> None:
-        pod = _pod_of(kw["pods"], namespace, spec.get("podName"))
-        siblings = kw["members"].get((namespace, spec.get("podName")), ())
+        agent: Agent = memo["agent"]
+        pod = _pod_of(agent.known, kw["pods"], namespace, spec.get("podName"))
+        siblings = _members_of(agent.known, kw["members"], namespace, spec.get("podName"))
         try:
-            memo["agent"].delete_container(body, pod, siblings)  # its storage first
+            agent.delete_container(body, pod, siblings)  # its storage first
             release.drop_finalizer(body, node)
         except Exception:
             if "claims" in memo:  # kopf never calls an event handler again: the sweep will
                 memo["claims"].sweep_due.set()
             raise
+        agent.known.deleted(body)
 
     # StorageImages: raw watch events only, no kopf bookkeeping (no finalizer, no
     # progress in status): the objects are shared by every node's agent.
@@ -279,6 +316,7 @@ async def serve(settings: Settings, *, stop_flag: Any = None, ready_flag: Any = 
     agent = Agent.from_settings(settings)
     metrics.install(settings.metrics_port, settings.listen_address)
     health.quiet_probe_failures()
+    health.quiet_api_retries()
     liveness = (
         f"http://{settings.listen_address}:{settings.health_port}/healthz"
         if settings.health_port

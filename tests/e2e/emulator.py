@@ -755,6 +755,30 @@ class PodstoreEmulator(kmock.KubernetesEmulator):
     def resource_version(self) -> int:
         return self._rv
 
+    def wipe(self) -> None:
+        """Lose every object, as an API server whose etcd was lost and re-bootstrapped.
+
+        What a cluster's bootstrap installs again at once (the namespaces and CRDs)
+        stays as it was; every other object is gone without DELETED events, and every
+        watch position before now is compacted, so a client resuming a watch gets
+        ``410 Gone`` and must list again. Resource versions keep growing (the emulator
+        has one counter), where a restored etcd may start lower. Call it while the
+        emulator is not serving, or through :meth:`EmulatedCluster.call`.
+        """
+        self._rv += 1
+        keep = {CRDS, self.resource("namespaces").key}
+        for res in list(self._registry.values()):
+            if res.key in keep:
+                continue
+            for ns, name in list(self._store[res.key]):
+                mirror = (kmock.resource(res.group, res.version, res.plural), ns, name)
+                with contextlib.suppress(KeyError):
+                    del self._objects[mirror]
+            self._store[res.key].clear()
+            self._events[res.key].clear()
+        for key in self._compacted:
+            self._compacted[key] = self._rv
+
     # -- the request log ------------------------------------------------------------------
 
     @property

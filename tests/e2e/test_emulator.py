@@ -659,6 +659,37 @@ def test_a_watch_from_a_compacted_version_is_gone(tmp_path: Any) -> None:
     assert events[0]["object"]["code"] == 410
 
 
+def test_a_restart_keeps_the_objects_and_the_watch_positions(kube: EmulatedCluster) -> None:
+    created = kube.create(storage_pod("a"))
+    kube.stop()
+    kube.start()
+    assert kube.get("storagepods", "default", "a")["metadata"]["uid"] == created["metadata"]["uid"]
+    kube.patch("storagepods", "default", "a", {"metadata": {"labels": {"x": "y"}}})
+    rv = created["metadata"]["resourceVersion"]
+    path = kube.path("storagepods") + f"?watch=true&resourceVersion={rv}&timeoutSeconds=5"
+    assert [e["type"] for e in watch_events(kube, path, 1)] == ["MODIFIED"]
+
+
+def test_a_wiped_api_server_forgets_its_objects_and_compacts_every_watch(
+    kube: EmulatedCluster,
+) -> None:
+    created = kube.create(storage_pod("a"))
+    kube.stop()
+    kube.emulator.wipe()
+    kube.start()
+    assert kube.get("storagepods", "default", "a") is None
+    assert kube.get("namespaces", None, "default") is not None  # the bootstrap stays
+    again = kube.create(storage_pod("a"))
+    assert again["metadata"]["uid"] != created["metadata"]["uid"]
+    assert int(again["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
+    # As kube-apiserver after a compaction: resuming from before it is 410 Gone.
+    rv = created["metadata"]["resourceVersion"]
+    path = kube.path("storagepods") + f"?watch=true&resourceVersion={rv}"
+    events = watch_events(kube, path, 1)
+    assert events[0]["type"] == "ERROR"
+    assert events[0]["object"]["code"] == 410
+
+
 def test_initial_events_end_with_a_bookmark(kube: EmulatedCluster) -> None:
     kube.create(storage_pod("a"))
     path = (

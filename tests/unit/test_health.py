@@ -91,3 +91,75 @@ def test_when_nothing_was_recorded_for_long_the_probe_asks_the_api_itself():
 )
 def test_a_failure_is_described_in_one_line(error, line):
     assert describe(error) == line
+
+
+# -- an API server that is away: one WARNING line per attempt, with backoff -----------------
+
+
+def test_backoff_doubles_up_to_its_cap_and_starts_again_after_a_success():
+    from controller.handlers.health import Backoff
+
+    backoff = Backoff(initial=1.0, cap=8.0)
+    assert [backoff.failed() for _ in range(6)] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    backoff.ok()
+    assert backoff.failed() == 1.0
+
+
+KOPF_URL = (
+    "http://127.0.0.1:43477/apis/podstore.dev/v1alpha1/storagepods?watch=true"
+    "&fieldSelector=spec.nodeName%3Dnode-a&resourceVersion=1024"
+)
+REFUSED = (
+    "ClientConnectorError(ConnectionKey(host='127.0.0.1', port=43477, is_ssl=False), "
+    "ConnectionRefusedError(111, \"Connect call failed ('127.0.0.1', 43477)\"))"
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "line"),
+    [
+        (
+            f"Request attempt #2/9 failed; will retry: GET {KOPF_URL} -> {REFUSED}",
+            "API request GET /apis/podstore.dev/v1alpha1/storagepods failed "
+            "(connection refused), attempt #2/9; will retry",
+        ),
+        (
+            f"Request attempt #9/9 failed; escalating: GET {KOPF_URL} -> {REFUSED}",
+            "API request GET /apis/podstore.dev/v1alpha1/storagepods failed "
+            "(connection refused), attempt #9/9; giving up on this call",
+        ),
+        (
+            "Request attempt #1/9 failed; will retry: PATCH http://h:1/apis/x/status "
+            "-> ServerDisconnectedError('Server disconnected')",
+            "API request PATCH /apis/x/status failed (ServerDisconnectedError), "
+            "attempt #1/9; will retry",
+        ),
+        ("Handler 'reconcile' failed permanently: boom", None),
+        ("Request attempt #1: GET http://h/x", None),
+    ],
+)
+def test_kopfs_retried_requests_become_one_short_line(message, line):
+    from controller.handlers.health import retry_line
+
+    assert retry_line(message) == line
+
+
+def test_kopfs_retried_requests_are_logged_as_warnings(caplog):
+    import logging
+
+    from controller.handlers.health import _OneLineApiRetries
+
+    record = logging.LogRecord(
+        "kopf._cogs.clients.watching",
+        logging.ERROR,
+        __file__,
+        1,
+        "Request attempt %s failed; will retry: GET %s -> %s",
+        ("#1/9", KOPF_URL, REFUSED),
+        None,
+    )
+    assert _OneLineApiRetries().filter(record)
+    assert record.levelname == "WARNING"
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith("API request GET /apis/podstore.dev/")
+    assert "resourceVersion" not in record.getMessage()
