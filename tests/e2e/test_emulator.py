@@ -659,6 +659,34 @@ def test_a_watch_from_a_compacted_version_is_gone(tmp_path: Any) -> None:
     assert events[0]["object"]["code"] == 410
 
 
+def test_a_watch_begun_during_writes_sends_each_event_once(kube: EmulatedCluster) -> None:
+    """Issue 12, defect 9: as kube-apiserver, a watch from a LIST's resourceVersion
+    sends every change after it once, in order, however the writes and the watch's
+    start interleave (kopf lists, then watches; writers do not wait for it)."""
+    for index in range(3):
+        kube.create(storage_pod(f"p{index}"))
+    rv = kube.list("storagepods")["metadata"]["resourceVersion"]
+    written: list[int] = []
+
+    def write() -> None:
+        for index in range(30):
+            done = kube.patch(
+                "storagepods", "default", f"p{index % 3}", {"spec": {"attempt": index + 1}}
+            )
+            written.append(int(done["metadata"]["resourceVersion"]))
+            done = kube.create(storage_pod(f"n{index}"))
+            written.append(int(done["metadata"]["resourceVersion"]))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    path = kube.path("storagepods") + f"?watch=true&resourceVersion={rv}&timeoutSeconds=10"
+    events = watch_events(kube, path, 60, timeout=15)
+    writer.join(10)
+    versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert versions == sorted(written)  # each once, in order, none left out
+    assert [e["type"] for e in events].count("ADDED") == 30
+
+
 def test_a_restart_keeps_the_objects_and_the_watch_positions(kube: EmulatedCluster) -> None:
     created = kube.create(storage_pod("a"))
     kube.stop()
