@@ -63,11 +63,16 @@ SUMMARY_PATIENCE = 60.0  # a pod that is not Ready for that long is left to its 
 class Summaries:
     """Pods' member summaries, coalesced: written once for all members that changed.
 
-    A member's status change marks its pod; the summary loop writes the pod's
-    ``status.containers``/``ready``/``ContainersReady`` after :data:`SUMMARY_DELAY`,
-    from kopf's indexes of this node's objects with the statuses this agent wrote
-    since (the indexes learn them one watch event later). No resync is waited for,
-    and N members changing at once cost one pod write, not N.
+    A member's status change marks its pod due, and so does every event of the pod
+    itself (whoever wrote it: kopf's patch of the pod's own reconcile may carry a
+    summary computed from members as kopf's index had them). After
+    :data:`SUMMARY_DELAY` the pod's ``status.containers``/``ready``/``ContainersReady``
+    are computed from kopf's indexes of this node's objects overlaid with the statuses
+    this agent wrote since (the indexes learn them one watch event later), compared with
+    the newest status of the pod known (the index's, unless the index still shows the
+    version this writer's latest write was made on), and written only if they differ.
+    So the summary follows the members without a resync, a stale summary is put right
+    within one delay, and N members changing at once cost one pod write, not N.
     """
 
     def __init__(
@@ -82,7 +87,9 @@ class Summaries:
         self._lock = threading.Lock()
         self._due: dict[tuple[str, str], float] = {}
         self._members: dict[tuple[str, str], dict[str, Any]] = {}  # (ns, name) -> status
-        self._pods: dict[tuple[str, str], dict[str, Any]] = {}  # (ns, pod) -> summary written
+        # (ns, pod) -> the pod's resourceVersion this writer's latest write was based on,
+        # and the status that write left (resourceVersions are opaque: only compared equal).
+        self._pods: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self.pods_index: Any = None
         self.members_index: Any = None
 
@@ -109,6 +116,11 @@ class Summaries:
         with self._lock:
             self._due.setdefault((namespace, pod), self.clock())
 
+    def fresh(self, members: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """``members`` (from kopf's index) with the statuses this agent wrote since."""
+        with self._lock:
+            return [self._fresh(m) for m in members]
+
     def flush(self) -> int:
         """Write the summaries that are due; returns how many pods were written."""
         now = self.clock()
@@ -126,26 +138,39 @@ class Summaries:
                 self._due.pop(key, None)
                 members = [self._fresh(m) for m in self._index_members(key)]
             patch = self.reconciler.reconcile_pod_summary(pod, members)
-            if patch:
-                try:
-                    kube.patch_pod_status(key[0], key[1], patch)
-                except Exception:
-                    with self._lock:  # still due: the next flush writes it
-                        self._due.setdefault(key, now)
-                    raise
+            if not patch:
+                continue
+            try:
+                version = kube.patch_pod_status(key[0], key[1], patch)
+            except Exception:
+                with self._lock:  # still due: the next flush writes it
+                    self._due.setdefault(key, now)
+                raise
+            if version:
+                base = str((pod.get("metadata") or {}).get("resourceVersion") or "")
+                status = merge_patch(pod.get("status") or {}, patch)
                 with self._lock:
-                    self._pods[key] = merge_patch(self._pods.get(key, {}), patch)
-                written += 1
+                    self._pods[key] = (base, status)
+            written += 1
         return written
 
     def _pod(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        """The pod as the index has it, with the newest status known of it."""
         found = self.pods_index.get(key) if self.pods_index is not None else None
         pod = next(iter(self.known.live(found)), None) if found else None
         if pod is None:
+            with self._lock:
+                self._pods.pop(key, None)
             return None
+        seen = str((pod.get("metadata") or {}).get("resourceVersion") or "")
         with self._lock:
-            mine = self._pods.get(key, {})
-        return dict(pod, status=merge_patch(pod.get("status") or {}, mine))
+            mine = self._pods.get(key)
+            if mine is not None and mine[0] != seen:
+                del self._pods[key]  # the index moved on: our write, or a later one, is in it
+                mine = None
+        if mine is None:
+            return dict(pod)
+        return dict(pod, status=mine[1])
 
     def _index_members(self, key: tuple[str, str]) -> list[Mapping[str, Any]]:
         found = self.members_index.get(key) if self.members_index is not None else None
@@ -296,6 +321,7 @@ class Agent:
         if not raise_errors and not _handled(body):
             return  # a resync before the first reconcile has written status: nothing to compare
         started = time.monotonic()
+        members = self.summaries.fresh(members)  # its summary as fresh as the writer's
         outcome = self.driver.sync_pod(body, members, self.sink(body, patch))
         if outcome is None:
             return

@@ -154,8 +154,18 @@ def get_pod(namespace: str, name: str) -> Mapping[str, Any] | None:
 
 
 @uses(model.GROUP, f"{model.POD_PLURAL}/status", "patch")
-def patch_pod_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
-    _merge_patch(_path(namespace, model.POD_PLURAL, name, "status"), {"status": status})
+def patch_pod_status(namespace: str, name: str, status: Mapping[str, Any]) -> str:
+    """Merge ``status`` into the pod's; the resulting resourceVersion ("" if it is gone)."""
+    path = _path(namespace, model.POD_PLURAL, name, "status")
+    try:
+        done: Any = api_client().request(
+            "PATCH", path, body={"status": dict(status)}, content_type=MERGE_PATCH
+        )
+    except ApiException as err:
+        if err.status == 404:
+            return ""
+        raise
+    return str(((done or {}).get("metadata") or {}).get("resourceVersion") or "")
 
 
 # -- the node's share of the cluster: what this agent lists and watches ----------------------

@@ -59,7 +59,16 @@ def _members_of(
 
 
 # What the indexes keep of an object: what the reconciler and the child plan read.
-_META_KEPT = ("name", "namespace", "uid", "generation", "labels", "ownerReferences")
+# The resourceVersion tells the summary writer whether the pod's status it holds is newer.
+_META_KEPT = (
+    "name",
+    "namespace",
+    "uid",
+    "generation",
+    "resourceVersion",
+    "labels",
+    "ownerReferences",
+)
 
 
 def slim(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,7 +179,10 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         namespace: str | None, name: str, body: kopf.Body, memo: Any, **_: Any
     ) -> dict[Any, Any]:
         memo.setdefault("own", set()).add((namespace, name))
-        memo["agent"].known.seen(model.POD_KIND, body)
+        agent: Agent = memo["agent"]
+        agent.known.seen(model.POD_KIND, body)
+        if namespace:  # whoever wrote it, its member summary is checked against the members
+            agent.summaries.due(namespace, name)
         return {(namespace, name): slim(body)}
 
     @kopf.index(*CONTAINERS, registry=registry, id="members", when=container_is_mine)
