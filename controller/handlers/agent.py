@@ -279,6 +279,10 @@ class Agent:
         self.known = KnownObjects(self.clock)
         self.summaries = Summaries(self.reconciler, self.clock, self.known)
         self._waiting_lock = threading.Lock()
+        # Pods this agent found Ready, with the status it wrote: their members need not
+        # wait for the API (or kopf's index) to show it. (ns, name) -> pod with status.
+        self._ready_pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.wakeup: Callable[[], None] = lambda: None  # the wait loop's, once it runs
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Agent:
@@ -325,13 +329,24 @@ class Agent:
         outcome = self.driver.sync_pod(body, members, self.sink(body, patch))
         if outcome is None:
             return
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
+        with self._waiting_lock:
+            if outcome.phase == "Ready":
+                self._ready_pods[key] = with_status(body, outcome.status)
+            else:
+                self._ready_pods.pop(key, None)
         if outcome.phase == "Ready":
-            meta = body.get("metadata") or {}
-            self._wake((str(meta.get("namespace") or "default"), str(meta.get("name"))))
+            self._wake(key)
         self._finish(model.POD_KIND, outcome, started, raise_errors)
 
     def delete_pod(self, body: Mapping[str, Any], members: Iterable[Mapping[str, Any]]) -> None:
         """Delete the pod's owned members, then its storage; members that only name it wait."""
+        meta = body.get("metadata") or {}
+        with self._waiting_lock:
+            self._ready_pods.pop(
+                (str(meta.get("namespace") or "default"), str(meta.get("name"))), None
+            )
         for member in self.driver.remove_pod(body, members, self.sink(None, None)):
             self._wait_for_pod(member, "PodNotFound")
 
@@ -351,11 +366,12 @@ class Agent:
         started = time.monotonic()
         if not _ready(pod):
             # Watches of the two kinds are separate streams: a container made together with
-            # its pod is often seen before the pod's Ready status. Ask the API, not wait.
-            namespace = (body.get("metadata") or {}).get("namespace") or "default"
+            # its pod is often seen before the pod's Ready status, or before kopf has even
+            # written it. What this agent found is known here; else ask the API.
+            namespace = str((body.get("metadata") or {}).get("namespace") or "default")
             name = (body.get("spec") or {}).get("podName")
             if isinstance(name, str) and name:
-                pod = kube.get_pod(namespace, name) or pod
+                pod = self._ready_pod(namespace, name, pod) or kube.get_pod(namespace, name) or pod
         outcome = self.driver.sync_container(body, pod, siblings, self.sink(body, patch))
         if outcome is None:
             return
@@ -402,12 +418,28 @@ class Agent:
         with self._waiting_lock:
             self.waiting.pop(key, None)
 
+    def _ready_pod(
+        self, namespace: str, name: str, pod: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The pod as this agent last found it Ready, if it is the same object as ``pod``."""
+        with self._waiting_lock:
+            mine = self._ready_pods.get((namespace, name))
+        if mine is None or (pod is not None and _uid(pod) != _uid(mine)):
+            return None
+        if self.known.is_gone(mine):
+            return None
+        return mine
+
     def _wake(self, pod: tuple[str, str]) -> None:
         """The pod is Ready: its waiting containers are due now."""
+        woken = False
         with self._waiting_lock:
             for waiter in self.waiting.values():
                 if waiter.pod == pod:
                     waiter.due = 0.0
+                    woken = True
+        if woken:
+            self.wakeup()
 
     def retry_waiting(self) -> int:
         """Look again at the containers whose wait is over; returns how many were looked at."""
@@ -417,7 +449,9 @@ class Agent:
         for key, waiter in due:
             body = waiter.body
             try:
-                pod = kube.get_pod(*waiter.pod) if waiter.pod[1] else None
+                pod = None
+                if waiter.pod[1]:
+                    pod = self._ready_pod(*waiter.pod, None) or kube.get_pod(*waiter.pod)
                 self.sync_container(body, pod, (), None, raise_errors=False)
             except Exception as err:  # the API or the store: the next look tries again
                 log.warning("StorageContainer %s/%s: %s; trying again", key[0], key[1], err)
@@ -454,6 +488,9 @@ class Agent:
                 len(gone),
             )
         metrics.GONE.set(self.known.gone_count())
+        with self._waiting_lock:  # pods kopf never saw deleted: not Ready for anyone
+            for key in [k for k, p in self._ready_pods.items() if self.known.is_gone(p)]:
+                del self._ready_pods[key]
         removed = self.driver.collect_orphans(live)
         counts: dict[str, int] = {"infra": 0, "mounted": 0, "unmounted": 0}
         view = self.reconciler.view
@@ -490,13 +527,23 @@ def _ready(pod: Mapping[str, Any] | None) -> bool:
 
 
 async def wait_loop(agent: Agent, stop: threading.Event | asyncio.Event) -> None:
-    """Every second, look again at the containers whose wait for their pod is over."""
+    """Look again at the containers whose wait for their pod is over: every second, and at
+    once when a pod they wait for becomes Ready."""
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+
+    def wakeup() -> None:  # from a handler thread
+        loop.call_soon_threadsafe(woken.set)
+
+    agent.wakeup = wakeup
     while not stop.is_set():
+        woken.clear()
         try:
             await asyncio.to_thread(agent.retry_waiting)
         except Exception as err:
             log.warning("looking at waiting containers failed (%s); trying again", err)
-        await asyncio.sleep(1.0)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(woken.wait(), 1.0)
 
 
 async def orphan_loop(agent: Agent, stop: threading.Event | asyncio.Event) -> None:

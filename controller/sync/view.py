@@ -39,16 +39,27 @@ class NodeView:
         self._mounted: set[str] = set()
         # Containers whose layer lacks its name (a create killed part-way).
         self._unnamed: set[str] = set()
+        # podstore's own changes made while a listing is taken: replayed onto it, since
+        # the listing may have been read before them (None: no listing under way).
+        self._journal: list[Callable[[], None]] | None = None
         self.listings = 0
 
     def refresh(self) -> None:
         """List the store again (three processes), whatever the view's age."""
         with self._refresh_lock:
             started = self.clock()
-            listing = self.runtime.list_containers()
-            mounted = self.runtime.mounted([c.id for c in listing])
-            layers = self.runtime.layer_names() if listing else {}
             with self._lock:
+                self._journal = []
+            try:
+                listing = self.runtime.list_containers()
+                mounted = self.runtime.mounted([c.id for c in listing])
+                layers = self.runtime.layer_names() if listing else {}
+            except BaseException:
+                with self._lock:
+                    self._journal = None
+                raise
+            with self._lock:
+                journal, self._journal = self._journal or [], None
                 self._containers = {c.id: c for c in listing}
                 self._mounted = mounted
                 self._unnamed = {
@@ -56,6 +67,8 @@ class NodeView:
                     for c in listing
                     if c.layer and f"{c.metadata.name}-layer" not in layers.get(c.layer, ())
                 }
+                for change in journal:  # made during the listing: true whatever it read
+                    change()
                 self._taken = started
                 self.listings += 1
 
@@ -91,8 +104,7 @@ class NodeView:
             return container_id in self._unnamed
 
     def set_layer_named(self, container_id: str) -> None:
-        with self._lock:
-            self._unnamed.discard(container_id)
+        self._change(lambda: self._unnamed.discard(container_id))
 
     def containers(self) -> list[ManagedContainer]:
         self._fresh()
@@ -110,24 +122,41 @@ class NodeView:
     # -- podstore's own changes, applied as they are made -------------------
 
     def put(self, container: ManagedContainer) -> None:
-        with self._lock:
+        def apply() -> None:
             self._containers[container.id] = container
 
+        self._change(apply)
+
     def put_metadata(self, container_id: str, metadata: RuntimeContainerMetadata) -> None:
-        with self._lock:
+        def apply() -> None:
             found = self._containers.get(container_id)
             if found is not None:
                 self._containers[container_id] = replace(found, metadata=metadata)
 
+        self._change(apply)
+
     def forget(self, ids: Iterable[str]) -> None:
-        with self._lock:
-            for ident in ids:
+        gone = list(ids)
+
+        def apply() -> None:
+            for ident in gone:
                 self._containers.pop(ident, None)
                 self._mounted.discard(ident)
 
+        self._change(apply)
+
     def set_mounted(self, container_id: str, mounted: bool) -> None:
-        with self._lock:
+        def apply() -> None:
             if mounted:
                 self._mounted.add(container_id)
             else:
                 self._mounted.discard(container_id)
+
+        self._change(apply)
+
+    def _change(self, apply: Callable[[], None]) -> None:
+        """Apply one of podstore's changes now, and again onto a listing under way."""
+        with self._lock:
+            apply()
+            if self._journal is not None:
+                self._journal.append(apply)

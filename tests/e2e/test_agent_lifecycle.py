@@ -14,6 +14,7 @@ import re
 import pytest
 
 from tests.e2e.agent import (
+    API_VERSION,
     CONTAINERS,
     FINALIZER,
     NAMESPACE,
@@ -486,3 +487,35 @@ async def test_a_pods_member_summary_follows_its_members_without_a_resync_in_few
     assert condition(pod, "ContainersReady")["status"] == "True"
     # Three members, each going Pending -> Started: not one pod write per member per change.
     assert len(writes) <= 4, [(r.method, r.name) for r in writes]
+
+
+async def test_members_made_with_their_pod_never_wait_for_its_ready_status(kube, store, images):
+    """Issue 14: a member needs its pod's sandbox, not the pod's Ready status in the API:
+    the pod's reconcile made the sandbox and knows the pod Ready before the API (or
+    kopf's index) shows it. Each pod's first status write fails (503), so its Ready
+    status reaches the API a second later (kopf's retry), after its members are made;
+    none of them goes through Pending/PodNotReady and a retry."""
+    settings = agent_settings(kube, store, images, resync_interval=600)
+    templates = [{"name": n, "image": images.busybox} for n in ("a", "b")]
+    names = [f"p{i}" for i in range(4)]
+    for name in names:
+        path = f"/apis/{API_VERSION}/namespaces/{NAMESPACE}/storagepods/{name}/status"
+        kube.emulator[f"patch {path}"][:1] << 503
+    async with running_agent(settings):
+        for name in names:
+            await kube.aio.create(storage_pod(name, containers=templates))
+        for name in names:
+            for member in ("a", "b"):
+                await wait_for_phase(kube, CONTAINERS, f"{name}-{member}", "Started")
+
+        def reasons() -> set[str]:
+            res = kube.emulator.resource(CONTAINERS)
+            return {
+                str((e.obj.obj.get("status") or {}).get("reason") or "")
+                for e in kube.emulator._events[res.key]
+            }
+
+        seen = await in_thread(kube.call, reasons)
+    failed = [r for r in kube.requests if r.subresource == "status" and r.status == 503]
+    assert len(failed) == len(names)  # each pod's Ready status did reach the API late
+    assert "PodNotReady" not in seen, seen
