@@ -1144,8 +1144,28 @@ def _rfc3339(text: str) -> float:
 # --- (c) and (d): the agent as a subprocess -----------------------------------------------------
 
 
+def daemonset_env() -> dict[str, str]:
+    """The literal environment variables the agent's DaemonSet sets (manifests/)."""
+    import yaml
+
+    path = Path(__file__).resolve().parent.parent / "manifests" / "daemonset.yaml"
+    env: dict[str, str] = {}
+    for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+        if not isinstance(doc, dict) or doc.get("kind") != "DaemonSet":
+            continue
+        for ctr in doc["spec"]["template"]["spec"]["containers"]:
+            for var in ctr.get("env") or ():
+                if "value" in var and not var["name"].startswith("PODSTORE_"):
+                    env[var["name"]] = str(var["value"])
+    return env
+
+
+DAEMONSET_ENV = daemonset_env()
+
+
 class AgentProcess:
-    """``python -m controller agent`` against the emulator, with PATH shims and /metrics."""
+    """``python -m controller agent`` against the emulator, with PATH shims and /metrics;
+    run with the environment its DaemonSet gives it (:data:`DAEMONSET_ENV`)."""
 
     def __init__(
         self,
@@ -1159,6 +1179,7 @@ class AgentProcess:
         self.metrics_port = free_port()
         shim_dir = workdir / "shims"
         env = dict(os.environ)
+        env.update(DAEMONSET_ENV)  # as the DaemonSet runs it (MALLOC_ARENA_MAX among them)
         env["PATH"] = f"{shim_dir}:{env.get('PATH', '/usr/bin:/bin')}"
         self.log_path = workdir / f"agent-{name}.log"
         self.stderr = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115
