@@ -203,7 +203,9 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
             return  # kopf retrying an object the API server no longer has
         agent.summaries.use_indexes(kw["pods"], kw["members"])
         agent.sync_pod(body, _members_of(agent.known, kw["members"], namespace, name), patch)
-        if "claims" in memo and namespace:
+        # A new pod's unassigned containers are its to claim now. A resumed or changed pod
+        # has none the claims watch has not seen (its first LIST covers an agent restart).
+        if "claims" in memo and namespace and kw.get("reason") == "create":
             memo["claims"].claim_for_pod(namespace, name)
 
     @kopf.timer(
