@@ -12,8 +12,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,18 +99,6 @@ def stop_watch(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[
         out, err = proc.communicate()
         raise AssertionError(f"podstore run ignored signal {sig}:\n{err}") from None
     return proc.returncode, out, err
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30) -> Any:
-    """Poll ``check`` until it returns something true; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def written_verbs(stderr: str) -> list[str]:

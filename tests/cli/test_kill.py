@@ -22,11 +22,11 @@ from tests.cli.common import (
     run_once,
     start_watch,
     template,
-    wait_for,
     write,
 )
 from tests.cli.conftest import Refs
 from tests.support.stores import StorePaths, containers_json, is_mounted, layer_names
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.cli
 

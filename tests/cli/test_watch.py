@@ -25,13 +25,13 @@ from tests.cli.common import (
     start_watch,
     stop_watch,
     template,
-    wait_for,
     write,
     written_verbs,
 )
 from tests.cli.conftest import Refs
 from tests.support.images import LocalImages
 from tests.support.stores import StorePaths, is_mounted
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.cli
 

@@ -6,7 +6,7 @@ against the API emulator."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +16,14 @@ from tests.e2e.agent import NAMESPACE, PODS, AgentProcess, storage_pod
 from tests.reliability.test_disk_full import _fill, small_fs
 from tests.reliability.test_store_lock import _hold
 from tests.support.stores import temporary_store
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 __all__ = ["small_fs"]  # a fixture: a tmpfs of 64 MiB
 
 
-def _wait(what: str, check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
+def _wait(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+    return wait_for(what, check, timeout, every=0.2)
 
 
 def _status(kube: Any, name: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from tests.e2e.agent import (
     storage_pod,
 )
 from tests.reliability.kill9 import mount_counts
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -37,14 +38,7 @@ RESYNC = 2.0  # the test agent's --resync-interval and --orphan-grace
 
 
 def _wait(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
+    return wait_for(what, check, timeout, every=0.2)
 
 
 def _objects(image: str) -> list[dict[str, Any]]:
@@ -79,6 +73,13 @@ def _converged(kube: Any, store: Any) -> dict[tuple[str, str], str] | None:
 
 def _ids(store: Any) -> list[str]:
     return sorted(c["id"] for found in by_object(store).values() for c in found)
+
+
+def _make(kube: Any, store: Any, images: Any) -> dict[tuple[str, str], str]:
+    """Apply the objects and wait until the agent has made them; {(kind, name): uid}."""
+    for obj in _objects(images.busybox):
+        kube.create(obj)
+    return _wait("the pod and its members", lambda: _converged(kube, store))  # type: ignore[no-any-return]
 
 
 def _assert_steady(agent: AgentProcess, store: Any, wanted: dict[Any, str]) -> None:
@@ -120,9 +121,7 @@ def agent(kube: Any, store: Any, images: Any, tmp_path: Path) -> Any:
 def test_an_api_server_restarted_with_its_data_changes_nothing(
     kube: Any, store: Any, images: Any, agent: AgentProcess
 ) -> None:
-    for obj in _objects(images.busybox):
-        kube.create(obj)
-    before = _wait("the pod and its members", lambda: _converged(kube, store))
+    before = _make(kube, store, images)
     kube.stop()
     time.sleep(RESYNC * 3)
     kube.start()
@@ -151,9 +150,7 @@ def test_an_api_server_restarted_empty_then_given_its_objects_again(
     hold other UIDs) or after (its orphan pass finds the old UIDs missing). The storage
     made for the old UIDs is removed once, the new made once, and the agent does not
     go on making and removing storage for the objects it had."""
-    for obj in _objects(images.busybox):
-        kube.create(obj)
-    old = _wait("the pod and its members", lambda: _converged(kube, store))
+    old = _make(kube, store, images)
     kube.stop()
     kube.emulator.wipe()
     time.sleep(RESYNC * 2)
@@ -177,9 +174,7 @@ def test_an_api_server_restarted_empty_then_given_its_objects_again(
 def test_an_api_server_away_for_a_minute(
     kube: Any, store: Any, images: Any, agent: AgentProcess
 ) -> None:
-    for obj in _objects(images.busybox):
-        kube.create(obj)
-    before = _wait("the pod and its members", lambda: _converged(kube, store))
+    before = _make(kube, store, images)
     start = len(agent.log().splitlines())
     kube.stop()
     time.sleep(60)
@@ -230,9 +225,7 @@ def test_a_pod_made_as_the_agent_starts_is_handled_without_waiting_on_a_watch(
     agent = AgentProcess(kube, store, images, tmp_path / "agent.log", kubeconfig=config)
     agent.start()
     request.addfinalizer(agent.stop)
-    for obj in _objects(images.busybox):
-        kube.create(obj)
-    _wait("the pod and its members", lambda: _converged(kube, store))
+    _make(kube, store, images)
     agent.kill()
     kube.emulator.clear_request_log()
     agent.start()

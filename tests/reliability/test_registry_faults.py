@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.cli.common import REPO, argv, by_name, managed, pod, run_once, template, wait_for, write
+from tests.cli.common import REPO, argv, by_name, managed, pod, run_once, template, write
 from tests.support.faulty import FaultyProxy
 from tests.support.stores import StorePaths, is_mounted
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.cli, pytest.mark.integration]
 

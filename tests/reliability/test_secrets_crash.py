@@ -30,12 +30,12 @@ from tests.cli.common import (
     state_file,
     stop_watch,
     template,
-    wait_for,
     write,
 )
 from tests.e2e.agent import CONTAINERS, NAMESPACE, PODS, AgentProcess, pull_secret, storage_pod
 from tests.support.registry import Registry, basic_auth
 from tests.support.stores import StorePaths
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.cli
 

@@ -20,11 +20,11 @@ from tests.cli.common import (
     start_watch,
     stop_watch,
     template,
-    wait_for,
     write,
 )
 from tests.cli.conftest import Refs
 from tests.support.stores import StorePaths
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.cli
 
