@@ -507,9 +507,14 @@ class Agent:
 
 
 def _on_node(child: Mapping[str, Any], node: str) -> dict[str, Any]:
-    """A child as the agent creates it: labelled with its node, which its watch selects on."""
+    """A child as the agent creates it: labelled with its node, which its watch selects
+    on, and with that node's finalizer already, the one kopf would add first (a PATCH,
+    and a watch event handled before the child's own handler could run)."""
     meta = dict(child["metadata"])
     meta["labels"] = {**(meta.get("labels") or {}), model.LABEL_NODE: node}
+    finalizer = model.finalizer_for(node)
+    if finalizer not in (meta.get("finalizers") or ()):
+        meta["finalizers"] = [*(meta.get("finalizers") or ()), finalizer]
     return {**child, "metadata": meta}
 
 
