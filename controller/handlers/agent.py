@@ -25,7 +25,7 @@ import kopf
 from controller.config import Settings
 from controller.handlers import kube, metrics
 from controller.handlers.health import Backoff, describe
-from controller.handlers.known import KnownObjects
+from controller.handlers.known import KnownObjects, uid_of
 from controller.reconcile import ChildPlan, Outcome, model
 from controller.reconcile.plan import WAITING_ON_POD
 from controller.reconcile.status import merge_patch
@@ -215,7 +215,7 @@ class ApiSink:
         summaries: Summaries | None = None,
     ) -> None:
         self.node = node
-        self.uid = _uid(body) if body is not None else None
+        self.uid = uid_of(body) if body is not None else None
         self.patch = patch
         self.summaries = summaries
 
@@ -224,7 +224,7 @@ class ApiSink:
         namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
         if kind == model.CONTAINER_KIND and self.summaries is not None:
             self.summaries.written(namespace, name, obj, patch)
-        if self.patch is not None and _uid(obj) == self.uid:
+        if self.patch is not None and uid_of(obj) == self.uid:
             self.patch.setdefault("status", {}).update(patch)
             return
         if kind == model.POD_KIND:
@@ -424,7 +424,7 @@ class Agent:
         """The pod as this agent last found it Ready, if it is the same object as ``pod``."""
         with self._waiting_lock:
             mine = self._ready_pods.get((namespace, name))
-        if mine is None or (pod is not None and _uid(pod) != _uid(mine)):
+        if mine is None or (pod is not None and uid_of(pod) != uid_of(mine)):
             return None
         if self.known.is_gone(mine):
             return None
@@ -516,10 +516,6 @@ def _on_node(child: Mapping[str, Any], node: str) -> dict[str, Any]:
     if finalizer not in (meta.get("finalizers") or ()):
         meta["finalizers"] = [*(meta.get("finalizers") or ()), finalizer]
     return {**child, "metadata": meta}
-
-
-def _uid(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("uid") or "")
 
 
 def _handled(body: Mapping[str, Any]) -> bool:

@@ -92,9 +92,7 @@ class KnownObjects:
         with self._lock:
             self._first_seen.pop(uid, None)
             self._gone.discard(uid)
-            name = self._name_of.pop(uid, None)
-            if name is not None and self._names.get(name) == uid:
-                del self._names[name]
+            self._forget_name(uid)
 
     def is_gone(self, obj: Mapping[str, Any]) -> bool:
         uid = uid_of(obj)
@@ -117,6 +115,10 @@ class KnownObjects:
         for uid in uids:
             self._gone.add(uid)
             self._first_seen.pop(uid, None)
-            name = self._name_of.pop(uid, None)
-            if name is not None and self._names.get(name) == uid:
-                del self._names[name]
+            self._forget_name(uid)
+
+    def _forget_name(self, uid: str) -> None:
+        """The name ``uid`` held is no longer known to hold it (lock held)."""
+        name = self._name_of.pop(uid, None)
+        if name is not None and self._names.get(name) == uid:
+            del self._names[name]

@@ -156,15 +156,7 @@ def get_pod(namespace: str, name: str) -> Mapping[str, Any] | None:
 @uses(model.GROUP, f"{model.POD_PLURAL}/status", "patch")
 def patch_pod_status(namespace: str, name: str, status: Mapping[str, Any]) -> str:
     """Merge ``status`` into the pod's; the resulting resourceVersion ("" if it is gone)."""
-    path = _path(namespace, model.POD_PLURAL, name, "status")
-    try:
-        done: Any = api_client().request(
-            "PATCH", path, body={"status": dict(status)}, content_type=MERGE_PATCH
-        )
-    except ApiException as err:
-        if err.status == 404:
-            return ""
-        raise
+    done = _patched(_path(namespace, model.POD_PLURAL, name, "status"), {"status": status})
     return str(((done or {}).get("metadata") or {}).get("resourceVersion") or "")
 
 
@@ -259,15 +251,23 @@ def watch_unassigned(resource_version: str, timeout: int) -> Any:
 def _merge_patch(path: str, body: Mapping[str, Any], *, gone_ok: bool = True) -> bool:
     """One merge patch; False when the object is gone (404) or, with a ``resourceVersion``
     in ``body``, changed meanwhile (409): the caller reads it again or lets it be."""
+    return _patched(path, body, gone_ok=gone_ok) is not None
+
+
+def _patched(
+    path: str, body: Mapping[str, Any], *, gone_ok: bool = True
+) -> Mapping[str, Any] | None:
+    """:func:`_merge_patch`, returning the object the API server answered with (None when
+    it is gone or changed meanwhile)."""
     try:
-        api_client().request("PATCH", path, body=dict(body), content_type=MERGE_PATCH)
+        done: Any = api_client().request("PATCH", path, body=dict(body), content_type=MERGE_PATCH)
     except ApiException as err:
         if err.status == 404 and gone_ok:
-            return False
+            return None
         if err.status == 409 and "resourceVersion" in (body.get("metadata") or {}):
-            return False
+            return None
         raise
-    return True
+    return done if isinstance(done, Mapping) else {}
 
 
 @uses(model.GROUP, model.CONTAINER_PLURAL, "patch")
