@@ -154,7 +154,11 @@ class _OneLineApiRetries(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith("kopf") and record.levelno == logging.ERROR:
-            line = retry_line(record.getMessage())
+            try:
+                message = record.getMessage()
+            except Exception:  # a record that cannot be formatted: logging reports it itself
+                return True
+            line = retry_line(message)
             if line is not None:
                 record.msg, record.args = line, ()
                 record.levelno, record.levelname = logging.WARNING, "WARNING"

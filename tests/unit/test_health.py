@@ -163,3 +163,13 @@ def test_kopfs_retried_requests_are_logged_as_warnings(caplog):
     assert record.levelno == logging.WARNING
     assert record.getMessage().startswith("API request GET /apis/podstore.dev/")
     assert "resourceVersion" not in record.getMessage()
+
+
+def test_a_record_that_cannot_be_formatted_passes_the_filter_untouched():
+    import logging
+
+    from controller.handlers.health import _OneLineApiRetries
+
+    record = logging.LogRecord("kopf.objects", logging.ERROR, __file__, 1, "%d", ("x",), None)
+    assert _OneLineApiRetries().filter(record)
+    assert record.levelno == logging.ERROR
