@@ -87,9 +87,14 @@ class Summaries:
         self._lock = threading.Lock()
         self._due: dict[tuple[str, str], float] = {}
         self._members: dict[tuple[str, str], dict[str, Any]] = {}  # (ns, name) -> status
-        # (ns, pod) -> the pod's resourceVersion this writer's latest write was based on,
-        # and the status that write left (resourceVersions are opaque: only compared equal).
-        self._pods: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        # (ns, pod) -> the pod's resourceVersions older than this writer's latest write (the
+        # ones its writes were based on, and its earlier writes'), the version that write
+        # made, and the status it left (resourceVersions are opaque: only compared equal).
+        self._pods: dict[tuple[str, str], tuple[frozenset[str], str, dict[str, Any]]] = {}
+        # (ns, pod) -> {child name: (the child as created, or None when deleted, since)}:
+        # what this agent did to a pod's children that kopf's index may not show yet.
+        self._planned: dict[tuple[str, str], dict[str, tuple[Mapping[str, Any] | None, float]]]
+        self._planned = {}
         self.pods_index: Any = None
         self.members_index: Any = None
 
@@ -112,14 +117,29 @@ class Summaries:
         with self._lock:
             self._members.pop((namespace, name), None)
 
+    def made(self, namespace: str, pod: str, child: Mapping[str, Any]) -> None:
+        """The agent created one of the pod's children (it counts, Pending, until seen)."""
+        self._plan(namespace, pod, str(child["metadata"]["name"]), child)
+
+    def unmade(self, namespace: str, pod: str, name: str) -> None:
+        """The agent deleted one of the pod's children (it no longer counts)."""
+        self._plan(namespace, pod, name, None)
+
+    def _plan(self, namespace: str, pod: str, name: str, child: Mapping[str, Any] | None) -> None:
+        with self._lock:
+            self._planned.setdefault((namespace, pod), {})[name] = (child, self.clock())
+
     def due(self, namespace: str, pod: str) -> None:
         with self._lock:
             self._due.setdefault((namespace, pod), self.clock())
 
-    def fresh(self, members: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        """``members`` (from kopf's index) with the statuses this agent wrote since."""
+    def fresh(
+        self, namespace: str, pod: str, members: Iterable[Mapping[str, Any]]
+    ) -> list[Mapping[str, Any]]:
+        """``members`` (from kopf's index) with the children this agent made or deleted
+        since and the statuses it wrote since."""
         with self._lock:
-            return [self._fresh(m) for m in members]
+            return [self._fresh(m) for m in self._with_planned((namespace, pod), members)]
 
     def flush(self) -> int:
         """Write the summaries that are due; returns how many pods were written."""
@@ -136,7 +156,8 @@ class Summaries:
                 continue
             with self._lock:
                 self._due.pop(key, None)
-                members = [self._fresh(m) for m in self._index_members(key)]
+                found = self._with_planned(key, self._index_members(key))
+                members = [self._fresh(m) for m in found]
             patch = self.reconciler.reconcile_pod_summary(pod, members)
             if not patch:
                 continue
@@ -150,7 +171,11 @@ class Summaries:
                 base = str((pod.get("metadata") or {}).get("resourceVersion") or "")
                 status = merge_patch(pod.get("status") or {}, patch)
                 with self._lock:
-                    self._pods[key] = (base, status)
+                    # Two writes can be made before the index shows the first: until it
+                    # shows the latest, the versions before it are all older than this one.
+                    earlier = self._pods.get(key)
+                    older = {base} | ({*earlier[0], earlier[1]} if earlier else set())
+                    self._pods[key] = (frozenset(older), version, status)
             written += 1
         return written
 
@@ -165,16 +190,38 @@ class Summaries:
         seen = str((pod.get("metadata") or {}).get("resourceVersion") or "")
         with self._lock:
             mine = self._pods.get(key)
-            if mine is not None and mine[0] != seen:
-                del self._pods[key]  # the index moved on: our write, or a later one, is in it
+            if mine is not None and seen not in mine[0]:
+                del self._pods[key]  # the index shows our latest write, or one after it
                 mine = None
         if mine is None:
             return dict(pod)
-        return dict(pod, status=mine[1])
+        return dict(pod, status=mine[2])
 
     def _index_members(self, key: tuple[str, str]) -> list[Mapping[str, Any]]:
         found = self.members_index.get(key) if self.members_index is not None else None
         return self.known.live(found)
+
+    def _with_planned(
+        self, key: tuple[str, str], found: Iterable[Mapping[str, Any]]
+    ) -> list[Mapping[str, Any]]:
+        """The index's members of a pod, overlaid with the children this agent made or
+        deleted that the index does not show yet (with the lock held)."""
+        members = list(found)
+        planned = self._planned.get(key)
+        if not planned:
+            return members
+        names = {str((m.get("metadata") or {}).get("name")) for m in members}
+        now = self.clock()
+        for name, (child, since) in list(planned.items()):
+            if (child is not None) == (name in names) or now - since > SUMMARY_PATIENCE:
+                del planned[name]  # the index caught up (or never will: left to the resync)
+            elif child is not None:
+                members.append(child)
+            else:
+                members = [m for m in members if (m.get("metadata") or {}).get("name") != name]
+        if not planned:
+            del self._planned[key]
+        return members
 
     def _fresh(self, member: Mapping[str, Any]) -> Mapping[str, Any]:
         meta = member.get("metadata") or {}
@@ -237,13 +284,18 @@ class ApiSink:
             kube.patch_container_status(namespace, name, patch)
 
     def apply_children(self, pod: Mapping[str, Any], plan: ChildPlan) -> None:
-        namespace = pod["metadata"]["namespace"]
+        namespace, name = pod["metadata"]["namespace"], str(pod["metadata"]["name"])
         for child in plan.create:
-            kube.create_container(_on_node(child, self.node))
-        for name, spec_patch in plan.update:
-            kube.patch_container_spec(namespace, name, spec_patch)
-        for name in plan.delete:
-            kube.delete_container(namespace, name)
+            made = _on_node(child, self.node)
+            kube.create_container(made)
+            if self.summaries is not None:
+                self.summaries.made(namespace, name, made)
+        for child_name, spec_patch in plan.update:
+            kube.patch_container_spec(namespace, child_name, spec_patch)
+        for child_name in plan.delete:
+            kube.delete_container(namespace, child_name)
+            if self.summaries is not None:
+                self.summaries.unmade(namespace, name, child_name)
 
     def delete_child(self, pod: Mapping[str, Any], child: Mapping[str, Any]) -> None:
         kube.delete_container(pod["metadata"]["namespace"], child["metadata"]["name"])
@@ -325,12 +377,13 @@ class Agent:
         if not raise_errors and not _handled(body):
             return  # a resync before the first reconcile has written status: nothing to compare
         started = time.monotonic()
-        members = self.summaries.fresh(members)  # its summary as fresh as the writer's
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
+        members = self.summaries.fresh(namespace, name, members)  # as fresh as the writer's
         outcome = self.driver.sync_pod(body, members, self.sink(body, patch))
         if outcome is None:
             return
-        meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
+        key = (namespace, name)
         with self._waiting_lock:
             if outcome.phase == "Ready":
                 self._ready_pods[key] = with_status(body, outcome.status)

@@ -15,7 +15,10 @@ containers (``!podstore.dev/node``), and only the agent whose node has the pod a
   waits for nobody;
 - the pod is on another node: nothing.
 
-What an agent holds here scales with the unassigned containers, not with the cluster.
+The watch's objects are kept by pod (what the LIST returned, then every event), so a new
+pod finds its waiting containers without a request; only while the watch is not in step
+(before its first LIST, after a failure) does a new pod LIST its own. What an agent holds
+here scales with the unassigned containers, not with the cluster.
 """
 
 from __future__ import annotations
@@ -54,6 +57,12 @@ class Claims:
         self.sweep_due = threading.Event()  # a release failed: look again at the next cycle
         self._stop_watch: Callable[[], None] | None = None
         self._thread: threading.Thread | None = None
+        # The unassigned containers as the watch has them: (namespace, podName) -> {name:
+        # object}; ``_synced`` while it is in step with the API (listed, then watched).
+        self._lock = threading.Lock()
+        self._by_pod: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+        self._pod_of: dict[tuple[str, str], str] = {}
+        self._synced = False
 
     # -- deciding -------------------------------------------------------------------------
 
@@ -91,9 +100,56 @@ class Claims:
         return not changes or kube.patch_container_status_if(namespace, name, rv, changes)
 
     def claim_for_pod(self, namespace: str, pod_name: str) -> list[str]:
-        """Label the unassigned containers of one of this node's pods (when the pod appears)."""
-        items, _ = kube.list_unassigned(namespace, pod_name)
+        """Label the unassigned containers of one of this node's pods (when the pod appears).
+
+        A container whose event comes after this is claimed by that event: the pod is in
+        ``own_pods`` by then (kopf indexes an object before its handlers run)."""
+        with self._lock:
+            kept = self._by_pod.get((namespace, pod_name), {})
+            items = list(kept.values()) if self._synced else None
+        if items is None:
+            items, _ = kube.list_unassigned(namespace, pod_name)
         return [self.consider(item) for item in items]
+
+    # -- the watch's objects --------------------------------------------------------------
+
+    def _relisted(self, items: list[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self._by_pod.clear()
+            self._pod_of.clear()
+            for item in items:
+                self._keep(item)
+            self._synced = True
+
+    def _seen(self, type_: str, obj: Mapping[str, Any]) -> None:
+        with self._lock:
+            if type_ == "DELETED":  # gone, or labelled for a node: out of the selection
+                self._drop(obj)
+            else:
+                self._keep(obj)
+
+    def _out_of_step(self) -> None:
+        with self._lock:
+            self._synced = False
+
+    def _keep(self, obj: Mapping[str, Any]) -> None:
+        self._drop(obj)
+        meta = obj.get("metadata") or {}
+        pod_name = (obj.get("spec") or {}).get("podName")
+        if isinstance(pod_name, str) and pod_name:
+            namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
+            self._by_pod.setdefault((namespace, pod_name), {})[name] = obj
+            self._pod_of[(namespace, name)] = pod_name
+
+    def _drop(self, obj: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
+        pod_name = self._pod_of.pop(key, None)
+        if pod_name is not None:
+            kept = self._by_pod.get((key[0], pod_name), {})
+            kept.pop(key[1], None)
+            if not kept:
+                self._by_pod.pop((key[0], pod_name), None)
 
     # -- watching -------------------------------------------------------------------------
 
@@ -112,7 +168,9 @@ class Claims:
         while not self.stop.is_set():
             try:
                 if not rv:
+                    self._out_of_step()
                     items, rv = kube.list_unassigned()
+                    self._relisted(items)
                     self.health.ok()
                     backoff.ok()
                     for item in items:
@@ -130,8 +188,11 @@ class Claims:
                         continue
                     if type_ == "ERROR":
                         rv = ""  # expired: list again
+                        self._out_of_step()
                         break
                     rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                    if type_ in ("ADDED", "MODIFIED", "DELETED"):
+                        self._seen(type_, obj)
                     if type_ in ("ADDED", "MODIFIED"):
                         self._consider_safely(obj)
                 else:  # the server held the watch to its end: it is there
@@ -139,6 +200,7 @@ class Claims:
             except Exception as err:  # the API went away: list again after a pause
                 if self.stop.is_set():
                     break
+                self._out_of_step()
                 self.health.failed("watching StorageContainers", err)
                 delay = backoff.failed()
                 log.warning(

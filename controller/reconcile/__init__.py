@@ -9,8 +9,22 @@ StorageContainers and :mod:`~controller.reconcile.status` writes conditions
 after the API conventions. ``controller.sync`` observes and executes.
 """
 
-from controller.reconcile.children import ChildPlan, desired_children, owned_by, plan_children
+from controller.reconcile.children import (
+    ChildPlan,
+    desired_children,
+    owned_by,
+    plan_children,
+    planned_members,
+)
 from controller.reconcile.plan import Outcome
 from controller.reconcile.status import status_patch
 
-__all__ = ["ChildPlan", "Outcome", "desired_children", "owned_by", "plan_children", "status_patch"]
+__all__ = [
+    "ChildPlan",
+    "Outcome",
+    "desired_children",
+    "owned_by",
+    "plan_children",
+    "planned_members",
+    "status_patch",
+]

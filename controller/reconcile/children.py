@@ -2,8 +2,9 @@
 
 Pure functions: :func:`desired_children` builds the objects from the pod,
 :func:`plan_children` compares them with the ones that exist and says what
-to create, patch and delete. The operator applies the plan through the API;
-the manifest-file mode applies it to its own object set.
+to create, patch and delete, and :func:`planned_members` says what the pod's members
+are once the plan is applied (what its member summary is computed from). The operator
+applies the plan through the API; the manifest-file mode applies it to its own object set.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from controller.api import schema
 from controller.reconcile import model
+from controller.reconcile.status import merge_patch
 
 # The fields of a container template that a StorageContainer's spec carries: all of them
 # (the template's own name aside), as the API's one source lists them.
@@ -117,3 +119,26 @@ def _spec_patch(have: Mapping[str, Any], want: Mapping[str, Any]) -> dict[str, A
         elif key in have and key not in _DEFAULTED:
             patch[key] = None  # removed from the template
     return patch
+
+
+def planned_members(
+    existing: Sequence[Mapping[str, Any]], plan: ChildPlan
+) -> list[Mapping[str, Any]]:
+    """The pod's members once ``plan`` is applied: the deleted ones gone, the patched ones
+    with their new spec, the created ones there with no status yet (Pending)."""
+    updates = dict(plan.update)
+    gone = set(plan.delete)
+    out: list[Mapping[str, Any]] = []
+    for member in existing:
+        name = str((member.get("metadata") or {}).get("name"))
+        if name in gone:
+            continue
+        patch = updates.get(name)
+        out.append(
+            member
+            if patch is None
+            else dict(member, spec=merge_patch(member.get("spec") or {}, patch))
+        )
+    made = {str((m.get("metadata") or {}).get("name")) for m in out}
+    out.extend(c for c in plan.create if c["metadata"]["name"] not in made)
+    return out

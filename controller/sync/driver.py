@@ -17,12 +17,20 @@ same container at once); calls for different objects run in parallel.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from controller.reconcile import ChildPlan, model, owned_by, plan_children, status_patch
+from controller.reconcile import (
+    ChildPlan,
+    model,
+    owned_by,
+    plan_children,
+    planned_members,
+    status_patch,
+)
 from controller.reconcile.plan import WAITING_ON_POD, Outcome
 from controller.reconcile.status import merge_patch
 from controller.sync.reconciler import Reconciler
@@ -86,6 +94,13 @@ class Driver:
             plan = plan_children(pod, members)
             if not plan.empty:
                 sink.apply_children(pod, plan)
+                # The summary counts the children just made (Pending) and not the ones just
+                # deleted: a pod with two templates is never "0/0 containers ready".
+                ready = with_status(pod, outcome.status)
+                summary = self.reconciler.reconcile_pod_summary(
+                    ready, planned_members(members, plan)
+                )
+                outcome = dataclasses.replace(outcome, status={**outcome.status, **summary})
         self._write(sink, model.POD_KIND, pod, outcome.status)
         return outcome
 

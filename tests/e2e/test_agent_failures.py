@@ -159,6 +159,12 @@ async def test_a_container_whose_pod_does_not_exist_waits_and_proceeds_once_it_i
     assert ctr["status"]["podID"] == pod["status"]["podID"]
     assert "reason" not in ctr["status"]
     assert condition(ctr, "Ready")["status"] == "True"
+    # The pod found its waiting container in what the claims watch keeps: no LIST of its own.
+    assert not [
+        r
+        for r in kube.requests
+        if r.verb == "list" and r.query.get("fieldSelector") == "spec.podName=later"
+    ]
 
 
 async def test_a_container_whose_pod_is_not_ready_waits_for_it(

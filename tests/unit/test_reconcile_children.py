@@ -19,6 +19,7 @@ from controller.reconcile.children import (
     desired_children,
     owned_by,
     plan_children,
+    planned_members,
 )
 
 POD_UID = "0d6f9a38-7d4e-4b8e-9a3c-1f2e3d4c5b6a"
@@ -458,21 +459,79 @@ def test_applying_the_plan_leaves_nothing_to_do():
     ]
     plan = plan_children(pod, existing)
 
-    by_name = {c["metadata"]["name"]: copy.deepcopy(c) for c in existing}
-    for name in plan.delete:
-        del by_name[name]
-    for name, patch in plan.update:
-        spec = by_name[name]["spec"]
-        for key, value in patch.items():
-            if value is None:
-                spec.pop(key, None)
-            else:
-                spec[key] = value
-    for child in plan.create:
-        by_name[child["metadata"]["name"]] = copy.deepcopy(child)
+    after = planned_members(existing, plan)
 
-    assert plan_children(pod, list(by_name.values())).empty
-    assert sorted(by_name) == ["web-app", "web-b", "web-c"]
+    assert plan_children(pod, after).empty
+    assert sorted(c["metadata"]["name"] for c in after) == ["web-app", "web-b", "web-c"]
+
+
+# -- planned_members: what the pod's member summary counts once the plan is applied --------
+
+STARTED = {"phase": "Started", "containerID": "c" * 64}
+
+PLANNED = [
+    # (templates, existing children as (name, spec, status), members after as (name, state, phase))
+    pytest.param(
+        [template("a"), template("b")],
+        [],
+        [("web-a", "Started", None), ("web-b", "Started", None)],
+        id="new pod: both children counted, with no status (Pending)",
+    ),
+    pytest.param(
+        [template("a"), template("b")],
+        [("a", {}, STARTED)],
+        [("web-a", "Started", "Started"), ("web-b", "Started", None)],
+        id="one made earlier keeps its status, the new one is added",
+    ),
+    pytest.param(
+        [template("a")],
+        [("a", {}, STARTED), ("old", {}, STARTED)],
+        [("web-a", "Started", "Started")],
+        id="a deleted child no longer counts",
+    ),
+    pytest.param(
+        [template("a", state="Stopped")],
+        [("a", {}, STARTED)],
+        [("web-a", "Stopped", "Started")],
+        id="a patched child counts with its new spec (not yet in its desired state)",
+    ),
+    pytest.param(
+        [],
+        [("a", {}, STARTED)],
+        [],
+        id="no templates left: no members",
+    ),
+]
+
+
+@pytest.mark.parametrize(("templates", "children", "expected"), PLANNED)
+def test_planned_members_are_the_members_once_the_plan_is_applied(templates, children, expected):
+    pod = make_pod(*templates)
+    existing = []
+    for name, spec, status in children:
+        child = existing_child(pod, name, **spec)
+        existing.append(dict(child, status=status))
+    before = copy.deepcopy(existing)
+
+    after = planned_members(existing, plan_children(pod, existing))
+
+    got = [
+        (
+            m["metadata"]["name"],
+            m["spec"].get("state", "Started"),
+            (m.get("status") or {}).get("phase"),
+        )
+        for m in after
+    ]
+    assert sorted(got) == sorted(expected)
+    assert existing == before
+
+
+def test_a_member_that_only_names_the_pod_still_counts():
+    pod = make_pod(template("a"))
+    standalone = existing_child(pod, "tool", owner_uid=OTHER_UID)
+    after = planned_members([standalone], plan_children(pod, [standalone]))
+    assert sorted(m["metadata"]["name"] for m in after) == ["web-a", "web-tool"]
 
 
 def test_plan_children_does_not_change_its_arguments():

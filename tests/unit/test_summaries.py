@@ -177,5 +177,91 @@ def test_the_pods_reconcile_is_given_the_members_as_the_writer_knows_them(api: A
     a = member("web-a", "Pending")
     s, _ = summaries({KEY: [pod("10")]}, {KEY: [a]})
     s.written("default", "web-a", a, {"phase": "Started"})
-    (fresh,) = s.fresh([a])
+    (fresh,) = s.fresh(*KEY, [a])
     assert fresh["status"]["phase"] == "Started"
+
+
+def test_two_writes_before_the_index_shows_the_first_are_not_followed_by_a_third(api: Api) -> None:
+    """The index at 10; the writer writes 'a Started' (made 101), then 'b Started' (made
+    102) before the index shows 101. When the index shows 101 it is older than the last
+    write: compared with it, the summary would be written again, the same."""
+    a, b = member("web-a", "Pending"), member("web-b", "Pending")
+    pods = {KEY: [pod("10")]}
+    s, clock = summaries(pods, {KEY: [a, b]})
+    s.written("default", "web-a", a, {"phase": "Started", "containerID": "x"})
+    assert flush_later(s, clock) == 1
+    s.written("default", "web-b", b, {"phase": "Started", "containerID": "y"})
+    assert flush_later(s, clock) == 1
+    first = api.writes[0]
+    pods[KEY] = [pod("101", first["containers"])]  # the index shows the first write only
+    pods[KEY][0]["status"].update(ready=first["ready"], conditions=first["conditions"])
+    s.due(*KEY)
+    assert flush_later(s, clock) == 0
+    assert [phases(w) for w in api.writes] == [["Started", "Pending"], ["Started", "Started"]]
+    second = api.writes[1]
+    pods[KEY] = [pod("102", second["containers"])]  # and then the second
+    pods[KEY][0]["status"].update(ready=second["ready"], conditions=second["conditions"])
+    s.due(*KEY)
+    assert flush_later(s, clock) == 0
+
+
+def test_a_write_by_someone_else_after_ours_is_compared_with(api: Api) -> None:
+    a = member("web-a", "Started")
+    pods = {KEY: [pod("10")]}
+    s, clock = summaries(pods, {KEY: [a]})
+    s.due(*KEY)
+    assert flush_later(s, clock) == 1
+    pods[KEY] = [pod("500", [])]  # not a version this writer knows: newer than its write
+    s.due(*KEY)
+    assert flush_later(s, clock) == 1
+    assert phases(api.writes[-1]) == ["Started"]
+
+
+def child(name: str) -> dict[str, Any]:
+    """A child as the agent creates it: no uid, no status yet."""
+    return {
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"podName": "web", "state": "Started"},
+    }
+
+
+def test_children_made_count_as_pending_until_the_index_has_them(api: Api) -> None:
+    """The pod's reconcile made two children and wrote '0/2' with them Pending; kopf's index
+    of members has neither yet: the summary is not rewritten to '0/0'."""
+    members: dict[Any, list[Any]] = {KEY: []}
+    pending = [
+        {"name": "web-a", "containerID": "", "phase": "Pending"},
+        {"name": "web-b", "containerID": "", "phase": "Pending"},
+    ]
+    made = [child("web-a"), child("web-b")]
+    written = pod_summary(Object.of(pod("9"), model.POD_KIND), made, Context("node-a", now=1.0))
+    ready = pod("10", pending)
+    ready["status"].update(ready=written["ready"], conditions=written["conditions"])
+    s, clock = summaries({KEY: [ready]}, members)
+    for name in ("web-a", "web-b"):
+        s.made("default", "web", child(name))
+    s.due(*KEY)
+    assert flush_later(s, clock) == 0
+    assert [m["metadata"]["name"] for m in s.fresh(*KEY, [])] == ["web-a", "web-b"]
+    members[KEY] = [member("web-a", "Pending")]  # the index shows one: it is used, not ours
+    fresh = s.fresh(*KEY, members[KEY])
+    assert [m["metadata"].get("uid") for m in fresh] == ["uid-web-a", None]
+
+
+def test_a_child_deleted_no_longer_counts_while_the_index_still_shows_it(api: Api) -> None:
+    a, old = member("web-a", "Started"), member("web-old", "Started")
+    s, clock = summaries({KEY: [pod("10")]}, {KEY: [a, old]})
+    s.unmade("default", "web", "web-old")
+    assert [m["metadata"]["name"] for m in s.fresh(*KEY, [a, old])] == ["web-a"]
+    s.due(*KEY)
+    assert flush_later(s, clock) == 1
+    assert [c["name"] for c in api.writes[-1]["containers"]] == ["web-a"]
+    assert [m["metadata"]["name"] for m in s.fresh(*KEY, [a])] == ["web-a"]  # caught up
+
+
+def test_a_made_child_the_index_never_shows_is_dropped_after_the_patience(api: Api) -> None:
+    s, clock = summaries({KEY: [pod("10")]}, {KEY: []})
+    s.made("default", "web", child("web-a"))
+    assert len(s.fresh(*KEY, [])) == 1
+    clock.now += agent_module.SUMMARY_PATIENCE + 1
+    assert s.fresh(*KEY, []) == []
