@@ -8,7 +8,8 @@ layers (to see a layer a killed create left unnamed), taken again when it
 is older than ``max_age`` or when asked. podstore's own changes are applied
 to the view as they are made, so the view stays true between listings;
 changes made by others show at the next listing (the resync takes one every
-pass), and an action that finds the view stale invalidates it.
+pass), and an action that finds the view stale invalidates it. Containers are
+indexed by their object's UID label: a reconcile finds its own without a scan.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
+from controller.reconcile import model
 from controller.storage import ManagedContainer, RuntimeContainerMetadata, RuntimeService
+
+INDEXED = model.LABEL_UID  # what every reconcile looks its containers up by
 
 
 class NodeView:
@@ -36,6 +40,7 @@ class NodeView:
         self._refresh_lock = threading.Lock()
         self._taken: float | None = None
         self._containers: dict[str, ManagedContainer] = {}
+        self._by_uid: dict[str, dict[str, None]] = {}  # INDEXED label value -> IDs, in order
         self._mounted: set[str] = set()
         # Containers whose layer lacks its name (a create killed part-way).
         self._unnamed: set[str] = set()
@@ -60,7 +65,10 @@ class NodeView:
                 raise
             with self._lock:
                 journal, self._journal = self._journal or [], None
-                self._containers = {c.id: c for c in listing}
+                self._containers = {}
+                self._by_uid = {}
+                for c in listing:
+                    self._index(c)
                 self._mounted = mounted
                 self._unnamed = {
                     c.id
@@ -113,17 +121,46 @@ class NodeView:
 
     def where(self, **labels: str) -> list[ManagedContainer]:
         """podstore's containers whose labels have these values."""
-        return [
-            c
-            for c in self.containers()
-            if all(c.metadata.labels.get(k) == v for k, v in labels.items())
-        ]
+        self._fresh()
+        with self._lock:
+            if INDEXED in labels:
+                found = [self._containers[i] for i in self._by_uid.get(labels[INDEXED], ())]
+                if len(found) > 1:  # in the view's order, as a scan would find them
+                    order = {ident: n for n, ident in enumerate(self._containers)}
+                    found.sort(key=lambda c: order[c.id])
+            else:
+                found = list(self._containers.values())
+        return [c for c in found if all(c.metadata.labels.get(k) == v for k, v in labels.items())]
+
+    def _index(self, container: ManagedContainer) -> None:
+        """Put a container in the view and its index (with the lock held); one already
+        there keeps its place (listing order)."""
+        old = self._containers.get(container.id)
+        if old is not None:
+            self._unlabel(old)
+        self._containers[container.id] = container
+        uid = container.metadata.labels.get(INDEXED)
+        if uid is not None:
+            self._by_uid.setdefault(uid, {})[container.id] = None
+
+    def _unindex(self, container_id: str) -> None:
+        old = self._containers.pop(container_id, None)
+        if old is not None:
+            self._unlabel(old)
+
+    def _unlabel(self, container: ManagedContainer) -> None:
+        uid = container.metadata.labels.get(INDEXED)
+        ids = self._by_uid.get(uid) if uid is not None else None
+        if uid is not None and ids is not None:
+            ids.pop(container.id, None)
+            if not ids:
+                del self._by_uid[uid]
 
     # -- podstore's own changes, applied as they are made -------------------
 
     def put(self, container: ManagedContainer) -> None:
         def apply() -> None:
-            self._containers[container.id] = container
+            self._index(container)
 
         self._change(apply)
 
@@ -131,7 +168,7 @@ class NodeView:
         def apply() -> None:
             found = self._containers.get(container_id)
             if found is not None:
-                self._containers[container_id] = replace(found, metadata=metadata)
+                self._index(replace(found, metadata=metadata))
 
         self._change(apply)
 
@@ -140,7 +177,7 @@ class NodeView:
 
         def apply() -> None:
             for ident in gone:
-                self._containers.pop(ident, None)
+                self._unindex(ident)
                 self._mounted.discard(ident)
 
         self._change(apply)

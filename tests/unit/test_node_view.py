@@ -116,3 +116,62 @@ def test_a_failed_listing_keeps_the_view_and_records_nothing_more() -> None:
     view.put(ctr("later"))
     assert view.get("old") is not None
     assert view.get("later") is not None
+
+
+# -- the UID index: a reconcile's lookup is the scan's answer, in listing order ----------
+
+UID = "podstore.dev/uid"
+
+
+def labelled(ident: str, uid: str | None) -> ManagedContainer:
+    labels = {UID: uid} if uid is not None else {}
+    return ManagedContainer(
+        id=ident,
+        names=(ident,),
+        image="img",
+        layer=f"layer-{ident}",
+        created="",
+        metadata=RuntimeContainerMetadata(name=ident, labels=labels),
+    )
+
+
+def scan(view: NodeView, uid: str) -> list[str]:
+    return [c.id for c in view.containers() if c.metadata.labels.get(UID) == uid]
+
+
+INDEX_CHANGES: list[tuple[str, Callable[[NodeView], None]]] = [
+    ("nothing", lambda v: None),
+    ("a container put", lambda v: v.put(labelled("c", "u1"))),
+    ("a container put again", lambda v: v.put(labelled("a", "u1"))),
+    ("a container forgotten", lambda v: v.forget(["a"])),
+    ("the last of a UID forgotten", lambda v: v.forget(["b"])),
+    (
+        "metadata with another UID",
+        lambda v: v.put_metadata("a", RuntimeContainerMetadata(name="a", labels={UID: "u2"})),
+    ),
+    (
+        "metadata with no UID",
+        lambda v: v.put_metadata("a", RuntimeContainerMetadata(name="a", labels={})),
+    ),
+    (
+        "metadata of an unknown container",
+        lambda v: v.put_metadata("zz", RuntimeContainerMetadata()),
+    ),
+]
+
+
+@pytest.mark.parametrize("change", [c[1] for c in INDEX_CHANGES], ids=[c[0] for c in INDEX_CHANGES])
+def test_the_uid_index_answers_as_a_scan_would(change: Callable[[NodeView], None]) -> None:
+    runtime = Runtime(
+        [labelled("a", "u1"), labelled("b", "u2"), labelled("n", None), labelled("d", "u1")],
+        mounted=set(),
+    )
+    view = view_of(runtime)
+    change(view)
+    for uid in ("u1", "u2", "u3"):
+        assert [c.id for c in view.where(**{UID: uid})] == scan(view, uid), uid
+        assert [c.id for c in view.where(**{UID: uid, "other": "x"})] == [], uid
+    runtime.listed = [labelled("e", "u3")]
+    view.refresh()
+    assert [c.id for c in view.where(**{UID: "u3"})] == ["e"]
+    assert view.where(**{UID: "u1"}) == []
