@@ -102,6 +102,40 @@ def quiet_probe_failures() -> None:
         server.addFilter(_OneLineProbeFailures())
 
 
+# kopf's INFO line for an index updated or a timer run, on every event of every object and
+# every resync tick: two lines per watch event and one per object per resync interval,
+# saying nothing changed. The agent's INFO lines are about what changed; these are DEBUG.
+_KOPF_ROUTINE = re.compile(r"^(?:Indexer|Timer) '[^']*' succeeded\.$")
+
+
+def routine(message: str) -> bool:
+    """Whether a kopf line is one of its routine successes (an index, a timer)."""
+    return _KOPF_ROUTINE.match(message) is not None
+
+
+class _RoutineAtDebug(logging.Filter):
+    """kopf's routine successes at DEBUG: shown with ``--log-level=DEBUG``, not at INFO."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self.logger = logger
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not isinstance(record.msg, str) or record.args:
+            return True
+        if not routine(record.msg):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return self.logger.isEnabledFor(logging.DEBUG)
+
+
+def quiet_routine_successes() -> None:
+    """Log kopf's per-event index updates and per-object timer runs at DEBUG."""
+    objects = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, _RoutineAtDebug) for f in objects.filters):
+        objects.addFilter(_RoutineAtDebug(objects))
+
+
 @dataclass
 class Backoff:
     """Delays between attempts at something that keeps failing: doubling, capped.

@@ -331,6 +331,7 @@ async def serve(settings: Settings, *, stop_flag: Any = None, ready_flag: Any = 
     metrics.install(settings.metrics_port, settings.listen_address)
     health.quiet_probe_failures()
     health.quiet_api_retries()
+    health.quiet_routine_successes()
     liveness = (
         f"http://{settings.listen_address}:{settings.health_port}/healthz"
         if settings.health_port

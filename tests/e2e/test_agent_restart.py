@@ -133,6 +133,10 @@ async def test_an_agent_killed_mid_reconcile_converges_after_a_restart_without_d
     await asyncio.sleep(5)
     assert {c["id"] for c in await in_thread(podstore_containers, store)} == set(after)
     assert agent.running()
+    # At INFO the log says what was handled, not kopf's routine index and timer runs.
+    log = agent.log()
+    assert "Handler 'reconcile' succeeded." in log
+    assert "Indexer '" not in log and "Timer 'resync' succeeded." not in log
 
 
 async def test_an_agent_killed_while_deleting_finishes_the_deletion_after_a_restart(

@@ -173,3 +173,47 @@ def test_a_record_that_cannot_be_formatted_passes_the_filter_untouched():
     record = logging.LogRecord("kopf.objects", logging.ERROR, __file__, 1, "%d", ("x",), None)
     assert _OneLineApiRetries().filter(record)
     assert record.levelno == logging.ERROR
+
+
+@pytest.mark.parametrize(
+    ("message", "is_routine"),
+    [
+        ("Indexer 'pods' succeeded.", True),
+        ("Indexer 'members' succeeded.", True),
+        ("Timer 'resync' succeeded.", True),
+        ("Handler 'reconcile' succeeded.", False),  # a change was handled: stays INFO
+        ("Creation is processed: 1 succeeded; 0 failed.", False),
+        ("Resuming is processed: 1 succeeded; 0 failed.", False),
+        ("Timer 'resync' failed with an exception. Will retry.", False),
+        ("Indexer 'pods' succeeded. And more", False),
+    ],
+)
+def test_kopfs_routine_successes_are_told_apart(message, is_routine):
+    from controller.handlers.health import routine
+
+    assert routine(message) is is_routine
+
+
+@pytest.mark.parametrize(("level", "shown"), [("INFO", False), ("DEBUG", True)])
+def test_kopfs_routine_successes_are_logged_at_debug(level, shown):
+    import logging
+
+    from controller.handlers.health import _RoutineAtDebug
+
+    logger = logging.getLogger(f"test-kopf-objects-{level}")
+    logger.setLevel(level)
+    logger.propagate = False
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    logger.addFilter(_RoutineAtDebug(logger))
+    try:
+        logger.info("Indexer 'pods' succeeded.")
+        logger.info("Handler 'reconcile' succeeded.")
+    finally:
+        logger.removeHandler(handler)
+    got = [(r.levelname, r.getMessage()) for r in records]
+    routine_line = ("DEBUG", "Indexer 'pods' succeeded.")
+    assert (routine_line in got) is shown
+    assert ("INFO", "Handler 'reconcile' succeeded.") in got
