@@ -136,7 +136,8 @@ async def test_an_agent_killed_mid_reconcile_converges_after_a_restart_without_d
     # At INFO the log says what was handled, not kopf's routine index and timer runs.
     log = agent.log()
     assert "Handler 'reconcile' succeeded." in log
-    assert "Indexer '" not in log and "Timer 'resync' succeeded." not in log
+    assert "Indexer '" not in log
+    assert "Timer 'resync' succeeded." not in log
 
 
 async def test_an_agent_killed_while_deleting_finishes_the_deletion_after_a_restart(
