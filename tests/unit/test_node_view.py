@@ -20,14 +20,16 @@ from controller.storage.runtime import ManagedContainer
 from controller.sync.view import NodeView
 
 
-def ctr(ident: str, *, infra: bool = False) -> ManagedContainer:
+def ctr(
+    ident: str, *, infra: bool = False, labels: dict[str, str] | None = None
+) -> ManagedContainer:
     return ManagedContainer(
         id=ident,
         names=(ident,),
         image="img",
         layer=f"layer-{ident}",
         created="",
-        metadata=RuntimeContainerMetadata(pod=infra, name=ident),
+        metadata=RuntimeContainerMetadata(pod=infra, name=ident, labels=labels or {}),
     )
 
 
@@ -124,15 +126,7 @@ UID = "podstore.dev/uid"
 
 
 def labelled(ident: str, uid: str | None) -> ManagedContainer:
-    labels = {UID: uid} if uid is not None else {}
-    return ManagedContainer(
-        id=ident,
-        names=(ident,),
-        image="img",
-        layer=f"layer-{ident}",
-        created="",
-        metadata=RuntimeContainerMetadata(name=ident, labels=labels),
-    )
+    return ctr(ident, labels={UID: uid} if uid is not None else None)
 
 
 def scan(view: NodeView, uid: str) -> list[str]:
