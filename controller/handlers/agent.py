@@ -117,6 +117,12 @@ class Summaries:
         with self._lock:
             self._members.pop((namespace, name), None)
 
+    def forget_pod(self, namespace: str, pod: str) -> None:
+        """The pod is deleted: what this writer kept of it goes."""
+        with self._lock:
+            self._planned.pop((namespace, pod), None)
+            self._pods.pop((namespace, pod), None)
+
     def made(self, namespace: str, pod: str, child: Mapping[str, Any]) -> None:
         """The agent created one of the pod's children (it counts, Pending, until seen)."""
         self._plan(namespace, pod, str(child["metadata"]["name"]), child)
@@ -396,10 +402,10 @@ class Agent:
     def delete_pod(self, body: Mapping[str, Any], members: Iterable[Mapping[str, Any]]) -> None:
         """Delete the pod's owned members, then its storage; members that only name it wait."""
         meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
         with self._waiting_lock:
-            self._ready_pods.pop(
-                (str(meta.get("namespace") or "default"), str(meta.get("name"))), None
-            )
+            self._ready_pods.pop(key, None)
+        self.summaries.forget_pod(*key)
         for member in self.driver.remove_pod(body, members, self.sink(None, None)):
             self._wait_for_pod(member, "PodNotFound")
 

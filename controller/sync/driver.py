@@ -17,7 +17,6 @@ same container at once); calls for different objects run in parallel.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -86,21 +85,15 @@ class Driver:
     ) -> Outcome | None:
         """Reconcile a pod; once Ready, bring its owned children in step with its templates."""
         members = list(members)  # a snapshot: a source's live index may change meanwhile
+        plan = plan_children(pod, members)
         with self._lock(pod):
-            outcome = self.reconciler.reconcile_pod(pod, members)
+            # A Ready pod's summary counts the children its plan makes (Pending) and not the
+            # ones it deletes: a pod with two templates is never "0/0 containers ready".
+            outcome = self.reconciler.reconcile_pod(pod, planned_members(members, plan))
         if outcome is None:
             return None
-        if outcome.phase == "Ready":
-            plan = plan_children(pod, members)
-            if not plan.empty:
-                sink.apply_children(pod, plan)
-                # The summary counts the children just made (Pending) and not the ones just
-                # deleted: a pod with two templates is never "0/0 containers ready".
-                ready = with_status(pod, outcome.status)
-                summary = self.reconciler.reconcile_pod_summary(
-                    ready, planned_members(members, plan)
-                )
-                outcome = dataclasses.replace(outcome, status={**outcome.status, **summary})
+        if outcome.phase == "Ready" and not plan.empty:
+            sink.apply_children(pod, plan)
         self._write(sink, model.POD_KIND, pod, outcome.status)
         return outcome
 

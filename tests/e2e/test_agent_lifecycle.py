@@ -519,3 +519,32 @@ async def test_members_made_with_their_pod_never_wait_for_its_ready_status(kube,
     failed = [r for r in kube.requests if r.subresource == "status" and r.status == 503]
     assert len(failed) == len(names)  # each pod's Ready status did reach the API late
     assert "PodNotReady" not in seen, seen
+
+
+async def test_a_pods_ready_status_counts_its_children_from_the_first_write(kube, store, images):
+    """The pod's own reconcile makes its children and writes Ready in one pass: that
+    status lists them Pending (0/2), never "0/0 containers ready" with ContainersReady
+    True, whatever kopf's index of members showed then."""
+    settings = agent_settings(kube, store, images, resync_interval=600)
+    templates = [{"name": n, "image": images.busybox} for n in ("a", "b")]
+    async with running_agent(settings):
+        await kube.aio.create(storage_pod("web", containers=templates))
+        for member in ("a", "b"):
+            await wait_for_phase(kube, CONTAINERS, f"web-{member}", "Started")
+        await wait_for_status(kube, PODS, "web", where=lambda s: s.get("ready") == "2/2")
+
+        def ready_versions() -> list[dict]:
+            res = kube.emulator.resource(PODS)
+            return [
+                dict(e.obj.obj.get("status") or {})
+                for e in kube.emulator._events[res.key]
+                if (e.obj.obj.get("status") or {}).get("phase") == "Ready"
+            ]
+
+        seen = await in_thread(kube.call, ready_versions)
+    assert seen, "the pod was seen Ready"
+    assert [c["name"] for c in seen[0]["containers"]] == ["web-a", "web-b"]
+    for status in seen:
+        assert len(status["containers"]) == 2, status
+        ready = next(c for c in status["conditions"] if c["type"] == "ContainersReady")
+        assert (ready["status"] == "True") == (status["ready"] == "2/2"), status

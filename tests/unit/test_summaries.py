@@ -265,3 +265,10 @@ def test_a_made_child_the_index_never_shows_is_dropped_after_the_patience(api: A
     assert len(s.fresh(*KEY, [])) == 1
     clock.now += agent_module.SUMMARY_PATIENCE + 1
     assert s.fresh(*KEY, []) == []
+
+
+def test_a_deleted_pod_leaves_nothing_kept(api: Api) -> None:
+    s, _ = summaries({KEY: [pod("10")]}, {KEY: []})
+    s.made("default", "web", child("web-a"))
+    s.forget_pod(*KEY)
+    assert s.fresh(*KEY, []) == []
