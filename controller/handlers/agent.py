@@ -38,15 +38,26 @@ log = logging.getLogger(__name__)
 
 
 class KopfEvents:
-    """Kubernetes Events through kopf's poster (works from handler threads)."""
+    """Kubernetes Events: through kopf's poster from a handler (it posts them in the
+    background), through the API at once from the agent's own loops (the resync, the
+    wait for a pod), which run outside kopf's context."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
 
     def emit(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         try:
             kopf.event(
                 kopf.Body(cast(Any, dict(obj))), type=type_, reason=reason, message=message[:1024]
             )
-        except LookupError:  # outside kopf's context (e.g. a background thread)
-            log.info("%s %s: %s", reason, (obj.get("metadata") or {}).get("name"), message)
+            return
+        except LookupError:  # outside kopf's context: not one of its handlers
+            pass
+        try:
+            kube.post_object_event(obj, self.node, type_, reason, message)
+        except Exception as err:  # an Event is worth a line, not the reconcile
+            name = (obj.get("metadata") or {}).get("name")
+            log.warning("posting the %s Event of %s failed (%s)", reason, name, describe(err))
 
 
 class ApiSecrets:
@@ -359,7 +370,7 @@ class Agent:
             infra_image=settings.infra_image,
             source="agent",
             secrets=ApiSecrets(),
-            events=KopfEvents(),
+            events=KopfEvents(settings.node_name),
             view=NodeView(runtime, max_age=max(settings.resync_interval / 2, 1.0)),
             orphan_grace=settings.orphan_grace,
         )
@@ -376,7 +387,7 @@ class Agent:
         self,
         body: Mapping[str, Any],
         members: Iterable[Mapping[str, Any]],
-        patch: MutableMapping[str, Any],
+        patch: MutableMapping[str, Any] | None,
         *,
         raise_errors: bool = True,
     ) -> None:

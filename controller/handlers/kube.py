@@ -339,24 +339,57 @@ NODE_EVENT_NAMESPACE = "default"
 @uses("", "events", "create")
 def post_node_event(node: str, type_: str, reason: str, message: str) -> None:
     """An Event about the Node, as the kubelet posts ImageGCFailed (``kubectl describe node``)."""
-    now = dt.datetime.now(dt.UTC)
+    # The kubelet gives a node's events the node's name as its UID, too.
+    involved = {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node}
+    _post_event(NODE_EVENT_NAMESPACE, node, involved, node, type_, reason, message)
+
+
+@uses("", "events", "create")
+def post_object_event(
+    obj: Mapping[str, Any], node: str, type_: str, reason: str, message: str
+) -> None:
+    """An Event about a namespaced object, posted at once (kopf's poster serves only its
+    handlers: the agent's own loops, the resync among them, post through this)."""
+    meta = obj.get("metadata") or {}
+    namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name") or "")
+    involved = {
+        "apiVersion": obj.get("apiVersion") or f"{model.GROUP}/{model.VERSION}",
+        "kind": obj.get("kind") or "",
+        "name": name,
+        "namespace": namespace,
+        "uid": str(meta.get("uid") or ""),
+    }
+    _post_event(
+        namespace, name, {k: v for k, v in involved.items() if v}, node, type_, reason, message
+    )
+
+
+def _post_event(
+    namespace: str,
+    about: str,
+    involved: Mapping[str, str],
+    node: str,
+    type_: str,
+    reason: str,
+    message: str,
+) -> None:
+    now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
     body: Any = {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": f"{node}.{uuid.uuid4().hex[:16]}", "namespace": NODE_EVENT_NAMESPACE},
-        # The kubelet gives a node's events the node's name as its UID, too.
-        "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node},
+        "metadata": {"name": f"{about}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+        "involvedObject": dict(involved),
         "reason": reason,
         "message": message[:1024],
         "type": type_,
         "source": {"component": "podstore-agent", "host": node},
         "reportingComponent": "podstore-agent",
         "reportingInstance": node,
-        "firstTimestamp": now.isoformat().replace("+00:00", "Z"),
-        "lastTimestamp": now.isoformat().replace("+00:00", "Z"),
+        "firstTimestamp": now,
+        "lastTimestamp": now,
         "count": 1,
     }
-    api_client().request("POST", f"/api/v1/namespaces/{NODE_EVENT_NAMESPACE}/events", body=body)
+    api_client().request("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
 
 
 # -- pre-pull: StorageImage (cluster-scoped) ------------------------------------------------

@@ -1,8 +1,10 @@
 """The kopf handlers: thin, each parses kopf's arguments and calls the Agent.
 
 Handlers are registered into a registry built for one node
-(:func:`build_registry`): their filters need the node's name, their timers
-the resync interval. The API server sends each agent only its node's objects:
+(:func:`build_registry`): their filters need the node's name. The resync is
+not a kopf timer per object but one loop for the node (:func:`resync_loop`,
+scheduled by :class:`~controller.handlers.schedule.ResyncSchedule`) over the
+same indexes. The API server sends each agent only its node's objects:
 StoragePods by ``fieldSelector=spec.nodeName=<node>`` (as the kubelet watches
 its pods), StorageContainers by ``labelSelector=podstore.dev/node=<node>``
 (children carry the label from birth; unlabelled ones are given to their
@@ -13,6 +15,7 @@ objects, and only the fields the handlers read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -24,9 +27,10 @@ from controller.handlers import health, kube, metrics, release
 from controller.handlers.agent import Agent, orphan_loop, summary_loop, wait_loop
 from controller.handlers.claims import Claims
 from controller.handlers.images import NodeImageGC, image_gc_loop
-from controller.handlers.known import KnownObjects
+from controller.handlers.known import KnownObjects, uid_of
 from controller.handlers.passing import next_pass_retries
 from controller.handlers.prepull import PrePulls, prepull_loop
+from controller.handlers.schedule import ResyncSchedule
 from controller.reconcile import model
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,84 @@ def _members_of(
     return known.live(index.get((namespace, pod), ()))
 
 
+# -- the resync: one loop for the node, not a kopf timer per object --------------------------
+
+
+def resync_candidates(agent: Agent) -> list[tuple[str, str, tuple[Any, Any], str]]:
+    """(UID, kind, index key, name) of each object in this node's indexes that is not
+    being deleted (its deletion handler has it). Run in the event loop's thread: kopf
+    changes its indexes there."""
+    found: list[tuple[str, str, tuple[Any, Any], str]] = []
+    indexes = {
+        model.POD_KIND: agent.summaries.pods_index,
+        model.CONTAINER_KIND: agent.summaries.members_index,
+    }
+    for kind, index in indexes.items():
+        if index is None:  # no handler has run yet: nothing was handled to look at again
+            continue
+        for key, values in index.items():
+            for body in values:
+                meta = body.get("metadata") or {}
+                if meta.get("uid") and not meta.get("deletionTimestamp"):
+                    found.append((str(meta["uid"]), kind, key, str(meta.get("name"))))
+    return found
+
+
+def resync(agent: Agent, due: list[tuple[str, str, tuple[Any, Any], str]]) -> int:
+    """Look at each due object again as its index has it now (in a worker thread): the
+    store is compared with the spec and repaired, the status written if it changed."""
+    pods, members = agent.summaries.pods_index, agent.summaries.members_index
+    done = 0
+    for uid, kind, (namespace, indexed_as), name in due:
+        try:
+            if kind == model.POD_KIND:
+                body = _pod_of(agent.known, pods, namespace, name)
+                if body is None or uid_of(body) != uid:
+                    continue
+                with next_pass_retries("resync", namespace, name):
+                    agent.sync_pod(
+                        body,
+                        _members_of(agent.known, members, namespace, name),
+                        None,
+                        raise_errors=False,
+                    )
+            else:
+                siblings = _members_of(agent.known, members, namespace, indexed_as)
+                body = next((m for m in siblings if uid_of(m) == uid), None)
+                if body is None:
+                    continue
+                pod = _pod_of(agent.known, pods, namespace, indexed_as)
+                with next_pass_retries("resync", namespace, name):
+                    agent.sync_container(body, pod, siblings, None, raise_errors=False)
+            done += 1
+        except Exception as err:  # the API: one line; the next pass tries again
+            log.warning(
+                "resync of %s %s/%s failed (%s); again at the next pass",
+                kind,
+                namespace,
+                name,
+                health.describe(err),
+            )
+    return done
+
+
+async def resync_loop(agent: Agent, stop: asyncio.Event) -> None:
+    """Every object of this node looked at again about once a resync interval."""
+    schedule = ResyncSchedule(agent.settings.resync_interval)
+    tick = min(1.0, agent.settings.resync_interval / 4)
+    while not stop.is_set():
+        candidates = resync_candidates(agent)
+        due_uids = set(schedule.take((c[0] for c in candidates), agent.clock()))
+        due = [c for c in candidates if c[0] in due_uids]
+        if due:
+            try:
+                await asyncio.to_thread(resync, agent, due)
+            except Exception as err:  # never expected: resync catches per object
+                log.warning("resync pass failed (%s); again in %.0fs", health.describe(err), tick)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), tick)
+
+
 # What the indexes keep of an object: what the reconciler and the child plan read.
 # The resourceVersion tells the summary writer whether the pod's status it holds is newer.
 _META_KEPT = (
@@ -68,6 +150,7 @@ _META_KEPT = (
     "resourceVersion",
     "labels",
     "ownerReferences",
+    "deletionTimestamp",
 )
 
 
@@ -76,6 +159,9 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     meta = body.get("metadata") or {}
     status = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
     return {
+        # An Event about the object names its kind (the resync posts them from the index).
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
         "metadata": {k: meta[k] for k in _META_KEPT if k in meta},
         "spec": dict(body.get("spec") or {}),
         "status": status,
@@ -134,6 +220,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         memo["orphans"] = asyncio.create_task(orphan_loop(memo["agent"], memo["stop"]))
         memo["waits"] = asyncio.create_task(wait_loop(memo["agent"], memo["stop"]))
         memo["summaries"] = asyncio.create_task(summary_loop(memo["agent"], memo["stop"]))
+        memo["resync"] = asyncio.create_task(resync_loop(memo["agent"], memo["stop"]))
         images = memo["agent"].reconciler.runtime.images
         memo["prepulls"] = PrePulls(images, node)
         memo["prepull"] = asyncio.create_task(prepull_loop(memo["prepulls"], every, memo["stop"]))
@@ -146,6 +233,7 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         memo["orphans"].cancel()
         memo["waits"].cancel()
         memo["summaries"].cancel()
+        memo["resync"].cancel()
         memo["imagegc"].cancel()
         memo["prepull"].cancel()
         if "claims" in memo:
@@ -208,19 +296,6 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         if "claims" in memo and namespace and kw.get("reason") == "create":
             memo["claims"].claim_for_pod(namespace, name)
 
-    @kopf.timer(
-        *PODS, registry=registry, when=pod_is_mine, id="resync", interval=every, initial_delay=every
-    )
-    def pod_resync(
-        body: kopf.Body, name: str, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
-    ) -> None:
-        agent: Agent = memo["agent"]
-        if agent.known.is_gone(body):
-            return  # kopf's timer outlives an object whose deletion it did not see
-        members = _members_of(agent.known, kw["members"], namespace, name)
-        with next_pass_retries("resync", namespace, name):
-            agent.sync_pod(body, members, patch, raise_errors=False)
-
     @kopf.on.delete(*PODS, registry=registry, when=pod_is_mine, id="remove")
     def pod_deleted(
         body: kopf.Body, name: str, namespace: str | None, memo: Any, **kw: Any
@@ -251,25 +326,6 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
                 return
         siblings = _members_of(agent.known, kw["members"], namespace, spec.get("podName"))
         agent.sync_container(body, pod, siblings, patch)
-
-    @kopf.timer(
-        *CONTAINERS,
-        registry=registry,
-        when=container_is_mine,
-        id="resync",
-        interval=every,
-        initial_delay=every,
-    )
-    def container_resync(
-        body: kopf.Body, spec: Any, namespace: str | None, patch: kopf.Patch, memo: Any, **kw: Any
-    ) -> None:
-        agent: Agent = memo["agent"]
-        if agent.known.is_gone(body):
-            return
-        pod = _pod_of(agent.known, kw["pods"], namespace, spec.get("podName"))
-        siblings = _members_of(agent.known, kw["members"], namespace, spec.get("podName"))
-        with next_pass_retries("resync", namespace, body["metadata"]["name"]):
-            agent.sync_container(body, pod, siblings, patch, raise_errors=False)
 
     @kopf.on.delete(*CONTAINERS, registry=registry, when=container_is_mine, id="remove")
     def container_deleted(
