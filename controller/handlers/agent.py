@@ -553,8 +553,8 @@ class Agent:
         gone = self.known.listed(live, began)
         if gone:
             log.info(
-                "%d objects seen before are gone from the API server; kopf's timers for "
-                "them are ignored from now on",
+                "%d objects seen before are gone from the API server; their resyncs and "
+                "kopf's calls for them are ignored from now on",
                 len(gone),
             )
         metrics.GONE.set(self.known.gone_count())

@@ -1,9 +1,9 @@
 """Passing storage problems of the agent's periodic work, said in one line.
 
-A resync timer that meets a store locked by another process, or a full disk, has
+A resync that meets a store locked by another process, or a full disk, has
 nothing to report that the next pass cannot do: the object's status already says
-what its reconcile met, and the timer runs again at the next interval. Without this,
-kopf logs such an error with a full traceback and waits 60 s.
+what its reconcile met, and the object comes due again at the next interval. Without
+this, the error would be a full traceback.
 """
 
 from __future__ import annotations
