@@ -102,9 +102,9 @@ def quiet_probe_failures() -> None:
         server.addFilter(_OneLineProbeFailures())
 
 
-# kopf's INFO line for an index updated or a timer run, on every event of every object and
-# every resync tick: two lines per watch event and one per object per resync interval,
-# saying nothing changed. The agent's INFO lines are about what changed; these are DEBUG.
+# kopf's INFO line for an index updated, two per watch event, saying nothing changed (and
+# a timer's run: podstore's resync is its own loop now, but any kopf timer's routine line
+# is as empty). The agent's INFO lines are about what changed; these are DEBUG.
 _KOPF_ROUTINE = re.compile(r"^(?:Indexer|Timer) '[^']*' succeeded\.$")
 
 
@@ -130,7 +130,7 @@ class _RoutineAtDebug(logging.Filter):
 
 
 def quiet_routine_successes() -> None:
-    """Log kopf's per-event index updates and per-object timer runs at DEBUG."""
+    """Log kopf's per-event index updates (and any timer's routine runs) at DEBUG."""
     objects = logging.getLogger("kopf.objects")
     if not any(isinstance(f, _RoutineAtDebug) for f in objects.filters):
         objects.addFilter(_RoutineAtDebug(objects))
