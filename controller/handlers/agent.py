@@ -32,7 +32,7 @@ from controller.reconcile.status import merge_patch
 from controller.storage import ImageService, RuntimeService, Store
 from controller.sync import NodeView, Reconciler
 from controller.sync.driver import Driver, with_status
-from controller.sync.execute import MountBatcher
+from controller.sync.execute import LayerNamer, MountBatcher
 
 log = logging.getLogger(__name__)
 
@@ -343,8 +343,13 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.driver = Driver(self.reconciler)
-        # Handlers run on several threads: their mounts of a burst share one process.
-        self.reconciler.executor.mounts = MountBatcher(self.reconciler.runtime)
+        # Handlers run on several threads: their mounts of a burst share one process, and
+        # a new layer is named after the run that made it, off the way to Started.
+        executor = self.reconciler.executor
+        executor.mounts = MountBatcher(self.reconciler.runtime)
+        executor.namer = LayerNamer(
+            self.reconciler.runtime, self.reconciler.view, idle=lambda: executor.running == 0
+        )
         self.known = KnownObjects(self.clock)
         self.summaries = Summaries(self.reconciler, self.clock, self.known)
         self._waiting_lock = threading.Lock()
@@ -541,6 +546,12 @@ class Agent:
             raise kopf.PermanentError(message)
         if outcome.retry_after is not None:
             raise kopf.TemporaryError(message, delay=max(outcome.retry_after, 1.0))
+
+    def close(self) -> None:
+        """The agent is stopping: give the layer names still waiting (one process each)."""
+        namer = self.reconciler.executor.namer
+        if namer is not None:
+            namer.close()
 
     # -- orphans and gauges -----------------------------------------------------
 

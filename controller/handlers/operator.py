@@ -238,6 +238,8 @@ def build_registry(settings: Settings) -> kopf.OperatorRegistry:
         memo["prepull"].cancel()
         if "claims" in memo:
             memo["claims"].close()
+        # The agent's handlers are done; names it owes new layers are given before it exits.
+        await asyncio.to_thread(memo["agent"].close)
 
     @kopf.on.login(registry=registry)
     def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:

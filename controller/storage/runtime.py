@@ -15,7 +15,8 @@ deleting or stopping what is already gone succeeds. Containers whose metadata
 does not say ``managed-by: podstore`` are never changed.
 
 A create is two processes, create-container and add-names on the layer (the
-layer cannot be named at create time; add-names takes one layer per process):
+layer cannot be named at create time; add-names takes one layer per process;
+a caller may take the second off the container's way to its start):
 the container's directories are derived as containers/storage builds them,
 checked against the CLI once per store. A start is one mount, a stop one
 unmount, a delete one delete-container of a container this process already
@@ -29,6 +30,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import tempfile
 import threading
@@ -71,6 +73,9 @@ class ContainerInfo:
     config: ImageConfig | None
     # What the container's metadata field holds (podstore's addition).
     metadata: RuntimeContainerMetadata | None = None
+    # The container's layer, and whether the create left naming it to the caller.
+    layer: str = ""
+    layer_unnamed: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,8 +211,20 @@ class RuntimeService:
             auth_file=auth_file,
         )
 
-    def create(self, request: ContainerRequest, *, auth_file: str | None = None) -> ContainerInfo:
-        """Create what ``request`` describes: a pod's infra container or one of its members."""
+    def create(
+        self,
+        request: ContainerRequest,
+        *,
+        auth_file: str | None = None,
+        name_layer: bool = True,
+    ) -> ContainerInfo:
+        """Create what ``request`` describes: a pod's infra container or one of its members.
+
+        ``name_layer=False`` leaves the ``<container name>-layer`` name to the caller
+        (:meth:`name_new_layer`, one process, which need not come before the start): the
+        returned info says ``layer_unnamed``. The name helps people who read the store;
+        nothing podstore does depends on it, and a listing finds a layer left unnamed.
+        """
         if not isinstance(request, ContainerRequest):
             raise StorageError(f"a create takes a ContainerRequest, not {type(request).__name__}")
         pod, pod_name, pod_id = request.sandbox, request.pod_name, request.pod_id
@@ -278,7 +295,7 @@ class RuntimeService:
                 if last_try:
                     raise
                 continue
-            return self._finish(created, container_name, wanted)
+            return self._finish(created, container_name, wanted, name_layer=name_layer)
         raise AssertionError("unreachable: the last try returns or raises")
 
     def _image_for(self, image_name: str, image_id: str, auth_file: str | None) -> StorageImage:
@@ -301,12 +318,23 @@ class RuntimeService:
         return self.images.ensure(image_name, auth_file=auth_file)
 
     def _finish(
-        self, created: StorageContainer, container_name: str, wanted: RuntimeContainerMetadata
+        self,
+        created: StorageContainer,
+        container_name: str,
+        wanted: RuntimeContainerMetadata,
+        *,
+        name_layer: bool = True,
     ) -> ContainerInfo:
         """The steps after create-container; on failure the container is deleted again."""
         try:
-            self.store.add_names(created.layer, [f"{container_name}-layer"])
-            info = replace(self._info(created.id, wanted.image_id), metadata=wanted)
+            if name_layer:
+                self.store.add_names(created.layer, [f"{container_name}-layer"])
+            info = replace(
+                self._info(created.id, wanted.image_id),
+                metadata=wanted,
+                layer=created.layer,
+                layer_unnamed=not name_layer,
+            )
         except BaseException:
             log.warning("create of %s failed part-way; deleting it", created.id)
             try:
@@ -836,6 +864,17 @@ class RuntimeService:
         layer_name = f"{meta.name}-layer"
         if layer_name not in self.store.layer_names(record.layer):
             self.store.add_names(record.layer, [layer_name])
+
+    def name_new_layer(self, layer: str, container_name: str) -> None:
+        """Name the layer of a container made with ``name_layer=False`` (one add-names).
+
+        ``layer`` and ``container_name`` are what that create returned and was given; a
+        layer that is gone by now (its container removed) raises :class:`StorageError`.
+        """
+        names.container_name(container_name)
+        if not isinstance(layer, str) or not re.fullmatch(r"[0-9a-f]{64}", layer):
+            raise StorageError(f"layer ID {layer!r} is not a full layer ID")
+        self.store.add_names(layer, [f"{container_name}-layer"])
 
     def mounted(self, ids: Sequence[str]) -> set[str]:
         """Which of these containers are mounted now (one process)."""

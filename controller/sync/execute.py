@@ -10,11 +10,12 @@ passing ``StorageError`` tried again later. One place, one family of errors.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -138,6 +139,181 @@ class MountBatcher:
         return waiting.result()
 
 
+def naming_wait(
+    *, now: float, asked: float, idle: bool, closing: bool, delay: float, max_delay: float
+) -> float:
+    """How long the layer name asked for at ``asked`` waits still (0: give it now).
+
+    It waits ``delay`` after it was asked, then for a moment when no run is under way
+    (``idle``), but never past ``max_delay``; when the namer is closing, not at all.
+    """
+    if closing:
+        return 0.0
+    if now < asked + delay:
+        return asked + delay - now
+    if idle or now >= asked + max_delay:
+        return 0.0
+    return min(NAMING_POLL, asked + max_delay - now)
+
+
+NAMING_POLL = 0.01  # how often a due name looks again for a moment with no run
+
+
+@dataclass(frozen=True)
+class Naming:
+    """The ``<name>-layer`` name a new container's layer is to get."""
+
+    container_id: str
+    layer: str
+    container_name: str
+    asked: float = 0.0
+
+
+class LayerNamer:
+    """The agent's layer names, given after the run that made the container.
+
+    A create is ``create-container`` and then ``add-names`` on the new layer, and only
+    the first is on the container's way to its start. With a namer, the executor makes
+    a container with its layer unnamed and hands the naming over when the run ends. The
+    namer's thread then gives the names, one process each (``add-names`` takes one
+    layer), each at least :attr:`delay` after it was handed over and at a moment when
+    no run is under way (``idle``), or :attr:`max_delay` after, whichever is first.
+    While :attr:`backlog` names wait, a create names its own layer as before, so a
+    burst leaves no long tail. :meth:`close` gives the waiting names at once.
+
+    A name that is lost (the agent killed first) or fails is found missing by the next
+    listing of the store, and the container's next pass gives it
+    (:class:`~controller.reconcile.actions.NameLayer`).
+    """
+
+    def __init__(
+        self,
+        runtime: RuntimeService,
+        view: NodeView,
+        *,
+        idle: Callable[[], bool] = lambda: True,
+        delay: float = 0.05,
+        max_delay: float = 1.0,
+        backlog: int = 16,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.runtime = runtime
+        self.view = view
+        self.idle = idle
+        self.delay = delay
+        self.max_delay = max_delay
+        self.backlog = backlog
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._queue: collections.deque[Naming] = collections.deque()
+        self._giving: str | None = None  # the container whose layer is being named now
+        self._cancelled: set[str] = set()  # ... and was removed meanwhile
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.named = 0  # names given (for the benchmarks and tests)
+
+    @property
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def accepts(self) -> bool:
+        """Whether a create now may leave its layer's name to the namer."""
+        with self._cond:
+            return not self._closing and len(self._queue) < self.backlog
+
+    def hand(self, names: Iterable[Naming]) -> None:
+        """Take these names over; each is given at the earliest ``delay`` from now."""
+        items, now = list(names), self.clock()
+        with self._cond:
+            late = items if self._closing else []
+        for item in late:  # a run that ended after close: named by its own thread
+            self.give(item)
+        if late:
+            return
+        with self._cond:
+            for item in items:
+                self._queue.append(replace(item, asked=now))
+            if self._thread is None and self._queue:
+                self._thread = threading.Thread(
+                    target=self._loop, name="podstore-layer-names", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def cancel(self, container_ids: Iterable[str]) -> None:
+        """The containers are being removed: their layers need no name."""
+        gone = set(container_ids)
+        with self._cond:
+            if self._giving is not None and self._giving in gone:
+                self._cancelled.add(self._giving)
+            self._queue = collections.deque(n for n in self._queue if n.container_id not in gone)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Give every waiting name now, then stop (the agent is shutting down)."""
+        with self._cond:
+            self._closing = True
+            thread = self._thread
+            self._cond.notify_all()
+        if thread is not None:
+            thread.join(timeout)
+
+    def _next(self) -> Naming | None:
+        with self._cond:
+            while True:
+                if not self._queue:
+                    if self._closing:
+                        return None
+                    self._cond.wait()
+                    continue
+                head = self._queue[0]
+                wait = naming_wait(
+                    now=self.clock(),
+                    asked=head.asked,
+                    idle=self.idle(),
+                    closing=self._closing,
+                    delay=self.delay,
+                    max_delay=self.max_delay,
+                )
+                if wait <= 0:
+                    item = self._queue.popleft()
+                    self._giving = item.container_id
+                    return item
+                self._cond.wait(wait)
+
+    def _loop(self) -> None:
+        while (item := self._next()) is not None:
+            self.give(item)
+
+    def give(self, item: Naming) -> None:
+        """Name one layer now; on failure the container's next pass names it."""
+        try:
+            self.runtime.name_new_layer(item.layer, item.container_name)
+        except Exception as err:  # the thread must go on with the others
+            with self._cond:
+                removed = item.container_id in self._cancelled
+            if removed:
+                log.debug("layer of %s not named: it was removed", item.container_id)
+            else:
+                self.view.set_layer_unnamed(item.container_id)
+                if isinstance(err, StorageError):
+                    log.warning(
+                        "could not name the layer of %s (%s); its next pass names it",
+                        item.container_id,
+                        err,
+                    )
+                else:
+                    log.exception("naming the layer of %s failed", item.container_id)
+        else:
+            self.view.set_layer_named(item.container_id)
+            with self._cond:
+                self.named += 1
+        finally:
+            with self._cond:
+                self._giving = None
+                self._cancelled.clear()
+
+
 class _PullWait(Exception):
     def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome
@@ -170,8 +346,11 @@ class Executor:
         self.secrets = secrets
         self.clock = clock
         self._lock = threading.Lock()
-        # Set by the agent, whose handlers run side by side: their mounts go together.
+        # Set by the agent, whose handlers run side by side: their mounts go together, and
+        # new layers get their names after the runs that made them.
         self.mounts: MountBatcher | None = None
+        self.namer: LayerNamer | None = None
+        self._running = 0
         # (object UID, image) -> the retry state of its pulls.
         self.backoff: MutableMapping[tuple[str, str], Backoff] = {}
 
@@ -196,6 +375,31 @@ class Executor:
         ctx: planning.Context,
     ) -> Run:
         """Run ``steps`` for ``obj``; the first failure ends the run with its outcome."""
+        names: list[Naming] = []
+        with self._lock:
+            self._running += 1
+        try:
+            return self._run(obj, target, steps, ctx, names)
+        finally:
+            with self._lock:
+                self._running -= 1
+            if names and self.namer is not None:
+                self.namer.hand(names)
+
+    @property
+    def running(self) -> int:
+        """How many runs are under way (the layer namer waits for none)."""
+        with self._lock:
+            return self._running
+
+    def _run(
+        self,
+        obj: Mapping[str, Any],
+        target: Object,
+        steps: Sequence[Action],
+        ctx: planning.Context,
+        names: list[Naming],
+    ) -> Run:
         created: Created | None = None
         config: ImageConfig | None = None
         mountpoint = ""
@@ -207,9 +411,9 @@ class Executor:
                 elif isinstance(step, PullImage):
                     self._pull(obj, step, ctx)
                 elif isinstance(step, CreateSandbox):
-                    created = self._adopted(self.runtime.create(sandbox_request(step)))
+                    created = self._adopted(self._create(sandbox_request(step), names))
                 elif isinstance(step, CreateContainer):
-                    info = self.runtime.create(container_request(step))
+                    info = self._create(container_request(step), names)
                     created, config = self._adopted(info), info.config
                 elif isinstance(step, WriteTemplate):
                     self._write_template(step, config)
@@ -253,15 +457,28 @@ class Executor:
             )
         return Run(Results(created, mountpoint))
 
+    def _create(self, request: ContainerRequest, names: list[Naming]) -> ContainerInfo:
+        """Create; with a namer that has room, the layer's name is given after the run."""
+        later = self.namer is not None and self.namer.accepts()
+        info = self.runtime.create(request, name_layer=not later)
+        if info.layer_unnamed:
+            self.view.set_layer_naming(info.id)
+            names.append(Naming(info.id, info.layer, request.container_name))
+        return info
+
     def remove(self, step: Remove, *, gone_ok: bool = False) -> None:
         """Remove one storage container (a sandbox with its members) and forget it."""
         if step.sandbox:
             members = [
                 c.id for c in self.view.containers() if c.metadata.pod_id == step.container_id
             ]
+            if self.namer is not None:
+                self.namer.cancel([*members, step.container_id])
             self.runtime.remove_pod_sandbox(step.container_id)
             self.view.forget([*members, step.container_id])
             return
+        if self.namer is not None:
+            self.namer.cancel([step.container_id])
         if gone_ok:
             with contextlib.suppress(InvalidContainerID):
                 self.runtime.delete_container(step.container_id)
@@ -335,7 +552,7 @@ class Executor:
 
     def _adopted(self, info: ContainerInfo) -> Created:
         meta = info.metadata or self.runtime.get_container_metadata(info.id)
-        self.view.put(ManagedContainer(info.id, (meta.name,), meta.image_id, "", "", meta))
+        self.view.put(ManagedContainer(info.id, (meta.name,), meta.image_id, info.layer, "", meta))
         return Created(
             id=info.id,
             dirs=Dirs(info.dir, info.run_dir),

@@ -4,7 +4,8 @@ Reading the store costs a process per question; a node with a thousand
 containers would spend seconds asking about each one. :class:`NodeView`
 answers from one listing of the store (``containers --json``), one
 ``mounted`` question for all of podstore's containers and one listing of the
-layers (to see a layer a killed create left unnamed), taken again when it
+layers (to see a layer a killed create left unnamed, or one the agent has yet
+to name: it names a new container's layer after the start), taken again when it
 is older than ``max_age`` or when asked. podstore's own changes are applied
 to the view as they are made, so the view stays true between listings;
 changes made by others show at the next listing (the resync takes one every
@@ -44,6 +45,9 @@ class NodeView:
         self._mounted: set[str] = set()
         # Containers whose layer lacks its name (a create killed part-way).
         self._unnamed: set[str] = set()
+        # Containers whose layer podstore is about to name (the agent's LayerNamer): a
+        # listing taken meanwhile shows them unnamed, but no pass need name them.
+        self._naming: set[str] = set()
         # podstore's own changes made while a listing is taken: replayed onto it, since
         # the listing may have been read before them (None: no listing under way).
         self._journal: list[Callable[[], None]] | None = None
@@ -107,12 +111,26 @@ class NodeView:
             return container_id in self._mounted
 
     def layer_unnamed(self, container_id: str) -> bool:
+        """The container's layer lacks its name and nothing in this process is naming it."""
         self._fresh()
         with self._lock:
-            return container_id in self._unnamed
+            return container_id in self._unnamed and container_id not in self._naming
+
+    def set_layer_naming(self, container_id: str) -> None:
+        """podstore made the container with its layer unnamed, and names it soon."""
+        with self._lock:
+            self._naming.add(container_id)
 
     def set_layer_named(self, container_id: str) -> None:
+        with self._lock:
+            self._naming.discard(container_id)
         self._change(lambda: self._unnamed.discard(container_id))
+
+    def set_layer_unnamed(self, container_id: str) -> None:
+        """Naming the layer failed or was dropped: the container's next pass names it."""
+        with self._lock:
+            self._naming.discard(container_id)
+        self._change(lambda: self._unnamed.add(container_id))
 
     def containers(self) -> list[ManagedContainer]:
         self._fresh()
@@ -179,6 +197,8 @@ class NodeView:
             for ident in gone:
                 self._unindex(ident)
                 self._mounted.discard(ident)
+                self._unnamed.discard(ident)
+                self._naming.discard(ident)
 
         self._change(apply)
 

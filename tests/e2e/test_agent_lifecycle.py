@@ -32,6 +32,7 @@ from tests.e2e.agent import (
     wait_for_phase,
     wait_for_status,
     wait_gone,
+    wait_until,
 )
 from tests.support.runc import run_bundle
 from tests.support.stores import (
@@ -163,6 +164,32 @@ async def test_a_pods_container_templates_become_owned_storage_containers_that_s
 
     done = run_bundle(status["runDir"], f"e2e-{cid[:12]}", runc_root=runc_root)
     assert (done.returncode, done.stdout, done.stderr) == (0, "hi from web in /tmp\n", "")
+
+
+async def test_new_layers_get_their_names_after_the_start_while_the_agent_runs(
+    kube, store, images, settings
+):
+    """The agent names a new container's layer once the run that made it is done (off
+    the way to Started), without waiting for its own shutdown or a resync."""
+    async with running_agent(settings):
+        await kube.aio.create(
+            storage_pod("web", containers=[{"name": "app", "image": images.busybox}])
+        )
+        ctr = await wait_for_phase(kube, CONTAINERS, "web-app", "Started")
+        pod = await wait_for_phase(kube, PODS, "web", "Ready")
+        wanted = {}
+        for cid in (pod["status"]["podID"], ctr["status"]["containerID"]):
+            record = container_json(store, cid)
+            assert record is not None
+            wanted[record["layer"]] = f"{container_metadata(store, cid)['name']}-layer"
+
+        async def named() -> bool:
+            def check() -> bool:
+                return all(name in layer_names(store, layer) for layer, name in wanted.items())
+
+            return await in_thread(check)
+
+        assert await wait_until(named, timeout=10)
 
 
 async def test_changing_the_templates_updates_adds_and_removes_owned_containers(

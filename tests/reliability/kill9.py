@@ -311,7 +311,8 @@ def check_store(
     """Everything that differs from ``expected`` in the store, one line each.
 
     One storage container per resource (no duplicate, none missing), none for anything
-    else (no orphan), each container mounted once if Started and not at all if
+    else (no orphan), its layer named ``<container name>-layer``, each container
+    mounted once if Started and not at all if
     Stopped, and a Started container's rendered run config equal to its template with
     the mountpoint as ``root.path`` and the wanted ``REV``.
     """
@@ -328,6 +329,10 @@ def check_store(
         key = (str(labels.get("podstore.dev/kind")), str(labels.get("podstore.dev/name")))
         found.setdefault(key, []).append(dict(record, meta=meta))
     counts = mount_counts(store)
+    layer_names = {
+        str(layer.get("id")): layer.get("names") or []
+        for layer in cs(store, "layers", "--json") or []
+    }
     for key in sorted(set(found) - set(expected)):
         ids = ", ".join(c["id"][:12] for c in found[key])
         problems.append(f"orphan: {key[0]}/{key[1]} has storage ({ids}) but no resource")
@@ -340,6 +345,10 @@ def check_store(
             ids = ", ".join(c["id"][:12] for c in records)
             problems.append(f"duplicate: {key[0]}/{key[1]} has {len(records)} ({ids})")
         record = records[0]
+        # The agent names a new layer after the start; a kill may come first.
+        layer_name = f"{record['meta'].get('name')}-layer"
+        if layer_name not in layer_names.get(record["layer"], []):
+            problems.append(f"layer name: {key[0]}/{key[1]} has no layer named {layer_name}")
         count, mountpoint = counts.get(record["layer"], (0, ""))
         want = 0 if member is None or member.state == "Stopped" else 1
         if member is None:
