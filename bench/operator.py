@@ -614,11 +614,24 @@ class ProcessCount:
         self.lock = threading.Lock()
         self.verbs: collections.Counter[str] = collections.Counter()
         self.seconds = 0.0
+        self.last: dict[str, float] = {}  # verb -> when (monotonic) its last process ended
 
     def __call__(self, event: Any) -> None:
         with self.lock:
             self.verbs[f"{event.tool} {event.verb}"] += 1
             self.seconds += event.seconds
+            self.last[f"{event.tool} {event.verb}"] = time.monotonic()
+
+    def wait_for(self, verb: str, count: int, timeout: float) -> float | None:
+        """When the ``count``-th ``verb`` (since the last take) ended; None if not within
+        ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.verbs[verb] >= count:
+                    return self.last[verb]
+            time.sleep(0.01)
+        return None
 
     def take(self) -> tuple[collections.Counter[str], float]:
         with self.lock:
@@ -928,6 +941,9 @@ def burst(
     total = t_end - t0
     cpu = time.process_time() - cpu0
     stats = emu.stats()
+    # The agent names new layers after the runs that made them (its LayerNamer): one
+    # add-names per container and sandbox, the last of them after the last start.
+    named = counter.wait_for("containers-storage add-names", 3 * n, timeout=60)
     verbs, proc_seconds = counter.take()
     started = tracker.started(keys)
     if not done:
@@ -946,6 +962,12 @@ def burst(
         if total > 0
         else "  nothing started"
     )
+    if named is None:
+        say(f"  layers: not all {3 * n} named within 60 s of the last start")
+    elif named > t_end:
+        say(f"  layers: all {3 * n} named {ms(named - t_end)} after the last container Started")
+    else:
+        say(f"  layers: all {3 * n} named before the last container Started")
     say(
         f"  pod create -> pod Ready: p50 {ms(pct(ready, 0.5))},"
         f" max {ms(max(ready, default=math.nan))};"
