@@ -687,6 +687,18 @@ def read_shim_log(log_path: Path, offset: int = 0) -> tuple[collections.Counter[
     return verbs, offset + len(data)
 
 
+def wait_names(log_path: Path, count: int, timeout: float) -> float | None:
+    """When (monotonic) the shim log held ``count`` ``add-names`` processes; None if not
+    within ``timeout``. The log has a process when it starts: it may run a moment more."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        verbs, _ = read_shim_log(log_path)
+        if verbs["containers-storage add-names"] >= count:
+            return time.monotonic()
+        time.sleep(0.1)
+    return None
+
+
 def writes_of(verbs: Mapping[str, int]) -> dict[str, int]:
     out: dict[str, int] = {}
     for key, count in verbs.items():
@@ -1403,6 +1415,15 @@ def run_restart(args: argparse.Namespace, layout: Path, workdir: Path) -> list[R
                         if summarized
                         else f" after waiting {args.summary_timeout:.0f} s more (stale: {stale})"
                     )
+                )
+                # The agent names new layers once the burst is over (its LayerNamer): the
+                # first agent is stopped when it has, so that the restart finds nothing owed.
+                named_after = wait_names(cmd_log, 2 * pods, timeout=120)
+                say(
+                    f"  layers: all {2 * pods} named {named_after - t0 - setup:.1f} s after the"
+                    " last container Started"
+                    if named_after is not None
+                    else f"  layers: not all {2 * pods} named within 120 s"
                 )
                 quiet = wait_quiet(emu, 2.0, 30)
                 setup_stats = emu.stats()

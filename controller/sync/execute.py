@@ -177,9 +177,11 @@ class LayerNamer:
     a container with its layer unnamed and hands the naming over when the run ends. The
     namer's thread then gives the names, one process each (``add-names`` takes one
     layer), each at least :attr:`delay` after it was handed over and at a moment when
-    no run is under way (``idle``), or :attr:`max_delay` after, whichever is first.
-    While :attr:`backlog` names wait, a create names its own layer as before, so a
-    burst leaves no long tail. :meth:`close` gives the waiting names at once.
+    no run is under way (``idle``), or :attr:`max_delay` after, whichever is first: a
+    burst of creates starts its containers first and names their layers once it is
+    over. While :attr:`backlog` names wait (about 40 s of ``add-names`` at a thousand
+    containers), a create names its own layer as before. :meth:`close` gives the
+    waiting names at once, for as long as its ``timeout``.
 
     A name that is lost (the agent killed first) or fails is found missing by the next
     listing of the store, and the container's next pass gives it
@@ -193,8 +195,8 @@ class LayerNamer:
         *,
         idle: Callable[[], bool] = lambda: True,
         delay: float = 0.05,
-        max_delay: float = 1.0,
-        backlog: int = 16,
+        max_delay: float = 10.0,
+        backlog: int = 1024,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.runtime = runtime

@@ -189,7 +189,7 @@ async def test_new_layers_get_their_names_after_the_start_while_the_agent_runs(
 
             return await in_thread(check)
 
-        assert await wait_until(named, timeout=10)
+        assert await wait_until(named, timeout=30)
 
 
 async def test_changing_the_templates_updates_adds_and_removes_owned_containers(
