@@ -881,6 +881,33 @@ def direct_baseline(layout: Path, pods: int, threads: int) -> tuple[float, Proce
     return seconds, counter
 
 
+def create_floor(layout: Path, pods: int, threads: int) -> float:
+    """The burst's creates alone, with the bare CLI on ``threads`` threads on a fresh
+    store: ``create-container`` for each sandbox and member (3 per pod), nothing else.
+    ``create-container`` takes one container, so no agent on the command line makes the
+    burst's containers in less (the mounts and layer names come on top)."""
+    with image_store(layout, "podstore-bench-floor-") as temp:
+
+        def one(i: int) -> None:
+            for c in ("infra", "a", "b"):
+                meta = json.dumps({"pod-name": f"floor-{i:04d}", "name": f"floor-{i:04d}-{c}"})
+                temp.cli(
+                    "create-container",
+                    "--id",
+                    uuid.uuid4().hex + uuid.uuid4().hex,
+                    "--name",
+                    f"floor-{i:04d}-{c}",
+                    "--metadata",
+                    meta,
+                    IMAGE,
+                )
+
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one, range(pods)))
+        return time.monotonic() - started
+
+
 async def run_in_process(args: argparse.Namespace, layout: Path, workdir: Path) -> list[Result]:
     """(a) and (b): one agent in this process's loop, one emulator process, one store."""
     from controller.config import Settings
@@ -1025,14 +1052,28 @@ def baseline(args: argparse.Namespace, layout: Path, agent_total: float) -> list
     )
     sequential, _ = direct_baseline(layout, n, 1)
     say(f"  sequential: {secs(sequential)} ({2 * n / sequential:.1f} containers/s)")
+    floor = create_floor(layout, n, AGENT_THREADS)
+    say(
+        f"  the creates alone ({3 * n} bare create-container, {AGENT_THREADS} threads):"
+        f" {secs(floor)}, the least any agent on the CLI needs"
+    )
     ratio = agent_total / threaded
     say(
         f"  agent burst / direct ({AGENT_THREADS} threads) = {ratio:.2f}x;"
-        f" / direct (sequential) = {agent_total / sequential:.2f}x"
+        f" / direct (sequential) = {agent_total / sequential:.2f}x;"
+        f" / the creates alone = {agent_total / floor:.2f}x"
     )
     return [
         Result("(a) direct, 8 threads", threaded, secs(threaded), "-", None),
         Result("(a) direct, sequential", sequential, secs(sequential), "-", None),
+        Result("(a) creates alone, 8 threads", floor, secs(floor), "-", None),
+        Result(
+            "(a) burst / creates alone",
+            agent_total / floor,
+            f"{agent_total / floor:.2f}x",
+            "-",
+            None,
+        ),
         Result("(a) burst / direct (8 threads)", ratio, f"{ratio:.2f}x", "<= 1.3x", ratio <= 1.3),
     ]
 

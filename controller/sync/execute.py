@@ -84,10 +84,12 @@ class MountBatcher:
     """Mounts that concurrent reconciles ask for at about the same time, run together.
 
     ``containers-storage mount`` takes several IDs in one process; the agent's handler
-    threads each start their own container. The first start of a burst waits
+    threads each start their own container. One ``mount`` process runs at a time (they
+    would wait for each other on the store's lock anyway): the first start waits
     :attr:`window` seconds, then starts every container asked for meanwhile with one
-    :meth:`~controller.storage.RuntimeService.start_many` (one ``mount`` process);
-    each caller gets its own container's mountpoint or error.
+    :meth:`~controller.storage.RuntimeService.start_many`, and the starts asked for
+    while that runs go together in the next (group commit: the busier the store, the
+    larger the batch). Each caller gets its own container's mountpoint or error.
     """
 
     def __init__(
@@ -101,27 +103,39 @@ class MountBatcher:
         self.window = window
         # How the first start of a burst waits for the others (tests wait on a count).
         self.gather = gather or (lambda _batcher: time.sleep(self.window))
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._pending: dict[str, Future[str]] = {}
-        self._gathering = False
+        self._busy = False  # a batch is being gathered or run
         self.batches: list[int] = []  # the size of each batch run (for the benchmarks)
 
     @property
     def pending(self) -> int:
-        with self._lock:
+        with self._cond:
             return len(self._pending)
 
     def start(self, container_id: str) -> str:
-        with self._lock:
+        with self._cond:
             waiting = self._pending.get(container_id)
             if waiting is None:
                 waiting = self._pending[container_id] = Future()
-            lead = not self._gathering
-            self._gathering = True
+            while self._busy and not waiting.done():
+                self._cond.wait()
+            lead = not waiting.done()
+            if lead:
+                self._busy = True
+                # A batch gathered while the last one ran goes at once.
+                alone = len(self._pending) == 1
         if lead:
-            self.gather(self)
-            with self._lock:
-                batch, self._pending, self._gathering = self._pending, {}, False
+            self._lead(gather=alone)
+        return waiting.result()
+
+    def _lead(self, *, gather: bool) -> None:
+        batch: dict[str, Future[str]] = {}
+        try:
+            if gather:
+                self.gather(self)
+            with self._cond:
+                batch, self._pending = self._pending, {}
             self.batches.append(len(batch))
             try:
                 # Only containers the pass's listing shows unmounted are sent here.
@@ -136,7 +150,15 @@ class MountBatcher:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
-        return waiting.result()
+        except BaseException as err:  # no caller may wait for ever on a failed leader
+            for future in batch.values():
+                if not future.done():
+                    future.set_exception(err)
+            raise
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
 
 
 def naming_wait(
