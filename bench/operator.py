@@ -15,8 +15,11 @@ every phase.
   work done straight through ``controller.storage`` (per pod
   ``create_pod_sandbox`` + 2x (``create_container`` + ``write_config_template``
   + ``start_container``)) on a fresh store with the agent's 8 worker threads
-  (the ratio's denominator) and sequentially (shown). Agent in this process
-  (``serve()`` in an asyncio loop).
+  (the ratio's denominator) and sequentially (shown); and beside them the
+  creates alone (3N bare ``create-container`` on 8 threads, the least any
+  agent on the command line needs). Agent in this process (``serve()`` in an
+  asyncio loop). The agent names the new layers after the burst (its layer
+  namer): when the last name was given is shown.
 - (b) steady: 2 StoragePods (x 2 containers) a second. Per container, the time
   from the pod's create request to the moment a watch on the emulator sees
   the container ``Started`` (monotonic clock, milliseconds; the status's own
