@@ -106,7 +106,8 @@ class MountBatcher:
         self._cond = threading.Condition()
         self._pending: dict[str, Future[str]] = {}
         self._busy = False  # a batch is being gathered or run
-        self.batches: list[int] = []  # the size of each batch run (for the benchmarks)
+        # The sizes of the last batches run (for the tests): bounded, the agent runs for months.
+        self.batches: collections.deque[int] = collections.deque(maxlen=256)
 
     @property
     def pending(self) -> int:

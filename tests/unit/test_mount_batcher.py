@@ -43,7 +43,7 @@ def test_starts_asked_for_together_share_one_call_and_keep_their_own_results() -
         t.join()
 
     assert runtime.calls == [["a", "b", "bad", "c"]]
-    assert batcher.batches == [4]
+    assert list(batcher.batches) == [4]
     assert results["a"] == "/m/a"
     assert results["c"] == "/m/c"
     assert isinstance(results["bad"], StorageError)
@@ -58,7 +58,7 @@ def test_a_start_alone_is_a_batch_of_one_and_a_missing_answer_is_an_error() -> N
     batcher = MountBatcher(Silent(), window=0.0)  # type: ignore[arg-type]
     with pytest.raises(StorageError, match="was not started"):
         batcher.start("x")
-    assert batcher.batches == [1]
+    assert list(batcher.batches) == [1]
 
 
 class Gated(Runtime):
@@ -115,7 +115,7 @@ def test_starts_asked_for_while_a_mount_runs_go_together_in_the_next_one() -> No
         t.join(5)
 
     assert runtime.calls == [["a"], ["b", "c", "d"]]
-    assert batcher.batches == [1, 3]
+    assert list(batcher.batches) == [1, 3]
     assert runtime.most == 1  # one mount process at a time
     assert results == {c: f"/m/{c}" for c in "abcd"}
 
