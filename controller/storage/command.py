@@ -17,7 +17,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from controller.storage.errors import (
@@ -225,6 +225,7 @@ class Runner:
         timeout: float = 120.0,
         lock_wait: float = LOCK_WAIT,
         space_paths: Sequence[str] = (),
+        env: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self.tool = tool
         self.prefix = tuple(prefix)
@@ -232,6 +233,9 @@ class Runner:
         self.lock_wait = lock_wait
         # Where the tool writes: a failure there with no space left says so.
         self.space_paths = tuple(space_paths)
+        # Variables the child gets besides podstore's own environment, asked for at each
+        # command; podstore's environment wins, so an operator's own setting is kept.
+        self.env = env
 
     def run(
         self,
@@ -249,6 +253,7 @@ class Runner:
         limit = self.timeout if timeout is None else timeout
         if log.isEnabledFor(logging.DEBUG):
             log.debug("run: %s", " ".join(redact(argv)))
+        extra = self.env() if self.env is not None else {}
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -257,6 +262,7 @@ class Runner:
                 stderr=subprocess.PIPE,
                 text=True,
                 stdin=subprocess.DEVNULL,
+                env={**extra, **os.environ} if extra else None,
                 pass_fds=tuple(pass_fds),
                 # A process group of its own: Ctrl-C at a terminal signals podstore,
                 # which stops between steps, and never kills a storage step midway.

@@ -34,6 +34,33 @@ log = logging.getLogger(__name__)
 
 TOOL = "containers-storage"
 _DRIVER = re.compile(r"^[a-z0-9]+$")
+
+# containers-storage is a Go program that lives for tens of milliseconds, most of them
+# spent decoding the store's metadata (its containers', layers' and images' JSON) and
+# writing part of it back. At Go's default (GOGC=100) the collector runs several cycles
+# in that time for garbage that the exit frees anyway: about a third of the CPU of a
+# create-container at a few hundred containers, measured here (bench/README.md). So
+# while the store's metadata is small its commands run with the collector off and
+# GOMEMLIMIT as a backstop: a process then allocates about 20 times its JSON, 20-25 MB
+# below GC_OFF_BELOW. A larger store keeps Go's defaults: a live heap near the limit
+# would make the collector run without pause (4x the CPU at 3,000 containers with a
+# 16 MiB limit).
+GC_OFF_BELOW = 1 << 20  # bytes of metadata JSON
+GC_OFF_ENV: Mapping[str, str] = {"GOGC": "off", "GOMEMLIMIT": "64MiB"}
+# The metadata files of containers/storage's stores (store.go: <root>/<driver>-<kind>/).
+_METADATA_FILES = (
+    ("containers", "containers.json"),
+    ("layers", "layers.json"),
+    ("images", "images.json"),
+)
+
+
+def go_runtime_env(metadata_bytes: int) -> Mapping[str, str]:
+    """The Go runtime's variables for a ``containers-storage`` command on a store whose
+    metadata JSON has ``metadata_bytes`` bytes (negative: unknown, Go's defaults)."""
+    return GC_OFF_ENV if 0 <= metadata_bytes < GC_OFF_BELOW else {}
+
+
 # IDs per process in the batch verbs: far below the kernel's argument limit, and a
 # failed batch (a lock held too long) takes no more than this many with it.
 BATCH = 256
@@ -152,7 +179,11 @@ class Store:
         for opt in self.storage_opts:
             prefix += ["--storage-opt", opt]
         self.runner = Runner(
-            TOOL, prefix=prefix, timeout=timeout, space_paths=(self.root, self.run_root)
+            TOOL,
+            prefix=prefix,
+            timeout=timeout,
+            space_paths=(self.root, self.run_root),
+            env=lambda: go_runtime_env(self.metadata_bytes()),
         )
         # Where container directories are: derived from the store's location the way
         # containers/storage builds them, checked against the CLI for the first
@@ -163,6 +194,19 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store(root={self.root!r}, run_root={self.run_root!r}, driver={self.driver!r})"
+
+    def metadata_bytes(self) -> int:
+        """The size of the store's metadata JSON, from three ``stat`` calls (nothing is
+        read or locked); -1 when none of the files is there (a new store, or a layout
+        this version does not know)."""
+        total, found = 0, False
+        for kind, name in _METADATA_FILES:
+            try:
+                total += os.stat(os.path.join(self.root, f"{self.driver}-{kind}", name)).st_size
+            except OSError:
+                continue
+            found = True
+        return total if found else -1
 
     def destination(self, name: str) -> str:
         """This store as a containers/image destination for ``name``."""

@@ -27,6 +27,7 @@ from controller.storage import (
 from controller.storage.command import CommandEvent
 from controller.storage.errors import InvalidImageName, NotOurs
 from controller.storage.ocispec import ROOT_PLACEHOLDER
+from controller.storage.store import GC_OFF_ENV
 from tests.support import images as test_images
 from tests.support.images import RegistryImages
 from tests.support.registry import Registry
@@ -440,6 +441,25 @@ def test_work_and_run_dirs_are_the_stores_container_dirs(
     # A process that never saw the create asks the store.
     fresh = RuntimeService(ImageService(store, insecure_registries=(registry.host,)))
     assert (fresh.get_work_dir(info.id), fresh.get_run_dir(info.id)) == (info.dir, info.run_dir)
+
+
+@each_driver
+def test_the_stores_metadata_size_is_read_where_containers_storage_writes_it(
+    store: Any, runtime: RuntimeService, seeded: RegistryImages
+) -> None:
+    """The three JSON files are where the Store looks for them (this containers-storage's
+    layout), so a small store's commands run with Go's collector off."""
+    make_member(runtime, seeded, make_pod(runtime, seeded), "web-app")
+    root = Path(store.root)
+    files = [root / f"{store.driver}-{kind}" / f"{kind}.json" for kind in KINDS]
+    assert all(path.is_file() for path in files), files
+    assert store.metadata_bytes() == sum(path.stat().st_size for path in files) > 0
+    assert dict(store.runner.env()) == dict(GC_OFF_ENV)
+    # ... and the tool works with them: the listing shows both containers.
+    assert len(store.containers()) == 2
+
+
+KINDS = ("containers", "layers", "images")
 
 
 # -- removing -----------------------------------------------------------------------

@@ -123,6 +123,35 @@ def test_arguments_reach_the_tool_verbatim_without_a_shell():
     assert done.stdout.splitlines() == ["$(touch /nonexistent)", "; rm -rf /", "*"]
 
 
+def test_the_child_gets_the_runners_variables_besides_podstores_environment(monkeypatch):
+    monkeypatch.setenv("PODSTORE_TEST_KEPT", "kept")
+    asked: list[int] = []
+
+    def env() -> dict[str, str]:
+        asked.append(1)
+        return {"PODSTORE_TEST_ADDED": "added"}
+
+    runner = Runner("sh", prefix=["-c"], env=env)
+    done = runner.run('echo "$PODSTORE_TEST_ADDED|$PODSTORE_TEST_KEPT"')
+    assert done.stdout == "added|kept\n"
+    runner.run("true")
+    assert len(asked) == 2  # asked again for every command
+
+
+def test_podstores_own_environment_wins_over_the_runners_variables(monkeypatch):
+    """An operator who sets GOGC for the agent keeps it for the agent's commands."""
+    monkeypatch.setenv("PODSTORE_TEST_SET", "operator")
+    runner = Runner("sh", prefix=["-c"], env=lambda: {"PODSTORE_TEST_SET": "runner"})
+    assert runner.run('echo "$PODSTORE_TEST_SET"').stdout == "operator\n"
+
+
+def test_without_variables_the_child_inherits_podstores_environment(monkeypatch):
+    monkeypatch.setenv("PODSTORE_TEST_KEPT", "kept")
+    assert Runner("sh", prefix=["-c"], env=dict).run('echo "$PODSTORE_TEST_KEPT"').stdout == (
+        "kept\n"
+    )
+
+
 def test_the_child_gets_no_standard_input():
     assert Runner("cat").run("-").stdout == ""
 

@@ -27,7 +27,7 @@ from controller.storage.errors import (
 )
 from controller.storage.images import ImageConfig
 from controller.storage.metadata import RuntimeContainerMetadata
-from controller.storage.store import TOOL, Store
+from controller.storage.store import GC_OFF_BELOW, GC_OFF_ENV, TOOL, Store, go_runtime_env
 
 RECORDED = Path(__file__).resolve().parent / "recorded"
 POD_ID = "aaaa" + "0" * 59 + "1"
@@ -111,6 +111,51 @@ def test_every_command_carries_the_stores_graph_run_root_and_driver():
         "--storage-opt",
         "vfs.ignore_chown_errors=true",
     )
+
+
+@pytest.mark.parametrize(
+    ("metadata_bytes", "expected"),
+    [
+        pytest.param(-1, {}, id="unknown-or-new-store-go-defaults"),
+        pytest.param(0, {"GOGC": "off", "GOMEMLIMIT": "64MiB"}, id="empty-store-collector-off"),
+        pytest.param(300_000, {"GOGC": "off", "GOMEMLIMIT": "64MiB"}, id="hundreds-collector-off"),
+        pytest.param(GC_OFF_BELOW - 1, GC_OFF_ENV, id="just-below-the-bound"),
+        pytest.param(GC_OFF_BELOW, {}, id="at-the-bound-go-defaults"),
+        pytest.param(20 << 20, {}, id="large-store-go-defaults"),
+    ],
+)
+def test_commands_run_with_the_collector_off_only_while_the_metadata_is_small(
+    metadata_bytes, expected
+):
+    assert dict(go_runtime_env(metadata_bytes)) == expected
+
+
+def test_the_metadata_size_is_the_sum_of_the_stores_three_json_files(tmp_path):
+    store = Store(tmp_path / "root", tmp_path / "run", "overlay")
+    assert store.metadata_bytes() == -1  # nothing there yet: a new store
+    for kind, size in (("containers", 300), ("layers", 200), ("images", 50)):
+        folder = tmp_path / "root" / f"overlay-{kind}"
+        folder.mkdir(parents=True)
+        (folder / f"{kind}.json").write_bytes(b"x" * size)
+    assert store.metadata_bytes() == 550
+    (tmp_path / "root" / "overlay-images" / "images.json").unlink()
+    assert store.metadata_bytes() == 500  # a store with no image yet
+
+
+def test_a_store_of_another_driver_does_not_count_these_files(tmp_path):
+    folder = tmp_path / "root" / "overlay-layers"
+    folder.mkdir(parents=True)
+    (folder / "layers.json").write_bytes(b"x" * 10)
+    assert Store(tmp_path / "root", tmp_path / "run", "vfs").metadata_bytes() == -1
+
+
+def test_the_store_runs_its_commands_with_the_go_variables_its_size_asks_for(tmp_path):
+    store = Store(tmp_path / "root", tmp_path / "run", "vfs")
+    assert store.runner.env is not None
+    assert dict(store.runner.env()) == {}
+    (tmp_path / "root" / "vfs-layers").mkdir(parents=True)
+    (tmp_path / "root" / "vfs-layers" / "layers.json").write_text("[]")
+    assert dict(store.runner.env()) == dict(GC_OFF_ENV)
 
 
 def test_the_store_names_itself_as_a_containers_image_destination():
