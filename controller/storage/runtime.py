@@ -522,7 +522,12 @@ class RuntimeService:
         """Remember in the container's directory that it was started once (``ps``'s
         Stopped, not Created, once it is unmounted again); written beside the template."""
         work, _ = self._dirs_of(container_id)
-        write_json_atomic(os.path.join(work, STARTED_FILE), {"started-at": int(self.clock())})
+        # Only whether the file is there is read: after a crash it is there (whole or
+        # empty) or not, and a container that reads Created instead of Stopped is all
+        # that can be lost, so the start does not wait for the disk.
+        write_json_atomic(
+            os.path.join(work, STARTED_FILE), {"started-at": int(self.clock())}, durable=False
+        )
 
     def was_started(self, container_id: str) -> bool:
         """Whether podstore started the container at least once (see :meth:`start_container`).
@@ -553,7 +558,9 @@ class RuntimeService:
             # As for the layer's mount: runc would add the label to every mount it
             # makes (/dev, ...) and the kernel refuses it where SELinux is off.
             linux.pop("mountLabel", None)
-        write_json_atomic(target, config)
+        # Rendered again at every start, in the run root (a tmpfs on a node, emptied by a
+        # reboot with the mounts it names): the start need not wait for the disk.
+        write_json_atomic(target, config, durable=False)
         return target
 
     def write_config_template(self, id_or_name: str, template: Mapping[str, Any]) -> str:
@@ -968,8 +975,10 @@ def new_id() -> str:
     return secrets.token_hex(32)
 
 
-def write_json_atomic(path: str, data: Any) -> None:
-    """Write JSON so that a reader (or a crash) never sees half a file."""
+def write_json_atomic(path: str, data: Any, *, durable: bool = True) -> None:
+    """Write JSON so that a reader never sees half a file; ``durable``: nor a crash of
+    the machine (the data reaches the disk before the new name does). What is made
+    again at every start, or whose presence alone counts, need not wait for the disk."""
     directory = os.path.dirname(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
@@ -978,8 +987,9 @@ def write_json_atomic(path: str, data: Any) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as err:
         _remove_quietly(tmp)

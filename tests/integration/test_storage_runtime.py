@@ -9,6 +9,7 @@ directories and whether a layer is mounted. Images are copied into the store wit
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from controller.storage import (
     build_template,
     new_id,
 )
+from controller.storage import runtime as runtime_module
 from controller.storage.command import CommandEvent
 from controller.storage.errors import InvalidImageName, NotOurs
 from controller.storage.ocispec import ROOT_PLACEHOLDER
@@ -304,6 +306,34 @@ def test_create_container_with_neither_image_name_nor_id_is_refused(
 
 
 # -- start and stop --------------------------------------------------------------
+
+
+@each_driver
+def test_the_template_is_written_to_disk_and_a_start_does_not_wait_for_the_disk(
+    store: Any, runtime: RuntimeService, seeded: RegistryImages, monkeypatch: Any
+) -> None:
+    """The template is kept for the container's life; the rendered config (made again
+    at every start, in the run root) and the started marker need no fsync."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(runtime_module.os, "fsync", fsync)
+    info = make_member(runtime, seeded, make_pod(runtime, seeded), "web-app")
+    template = build_template(info.config, ProcessSpec(args=["echo hi"]))
+    runtime.write_config_template(info.id, template)
+    assert len(synced) == 1 and synced[0].startswith(str(container_dir(store, info.id)))
+    synced.clear()
+
+    runtime.start_container(info.id)
+
+    assert synced == []
+    rendered = json.loads((container_run_dir(store, info.id) / "config.json").read_text())
+    assert rendered["root"]["path"] == runtime.start_container(info.id)
+    assert runtime.was_started(info.id)
 
 
 @each_driver
