@@ -325,7 +325,8 @@ def test_the_template_is_written_to_disk_and_a_start_does_not_wait_for_the_disk(
     info = make_member(runtime, seeded, make_pod(runtime, seeded), "web-app")
     template = build_template(info.config, ProcessSpec(args=["echo hi"]))
     runtime.write_config_template(info.id, template)
-    assert len(synced) == 1 and synced[0].startswith(str(container_dir(store, info.id)))
+    assert len(synced) == 1
+    assert synced[0].startswith(str(container_dir(store, info.id)))
     synced.clear()
 
     runtime.start_container(info.id)

@@ -65,5 +65,5 @@ def test_a_folder_that_cannot_be_written_is_a_storage_error_naming_the_file(
     tmp_path: Path,
 ) -> None:
     missing = tmp_path / "gone" / "config.json"
-    with pytest.raises(StorageError, match="cannot write .*gone/config.json"):
+    with pytest.raises(StorageError, match=r"cannot write .*gone/config\.json"):
         write_json_atomic(str(missing), {}, durable=False)
