@@ -18,12 +18,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
 from controller.config import Settings
 from controller.handlers import kube, metrics
+from controller.handlers.events import EventRecorder
 from controller.handlers.health import Backoff, describe
 from controller.handlers.known import KnownObjects, uid_of
 from controller.reconcile import ChildPlan, Outcome, model
@@ -35,29 +36,6 @@ from controller.sync.driver import Driver, with_status
 from controller.sync.execute import LayerNamer, MountBatcher
 
 log = logging.getLogger(__name__)
-
-
-class KopfEvents:
-    """Kubernetes Events: through kopf's poster from a handler (it posts them in the
-    background), through the API at once from the agent's own loops (the resync, the
-    wait for a pod), which run outside kopf's context."""
-
-    def __init__(self, node: str) -> None:
-        self.node = node
-
-    def emit(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        try:
-            kopf.event(
-                kopf.Body(cast(Any, dict(obj))), type=type_, reason=reason, message=message[:1024]
-            )
-            return
-        except LookupError:  # outside kopf's context: not one of its handlers
-            pass
-        try:
-            kube.post_object_event(obj, self.node, type_, reason, message)
-        except Exception as err:  # an Event is worth a line, not the reconcile
-            name = (obj.get("metadata") or {}).get("name")
-            log.warning("posting the %s Event of %s failed (%s)", reason, name, describe(err))
 
 
 class ApiSecrets:
@@ -345,11 +323,16 @@ class Agent:
         self.driver = Driver(self.reconciler)
         # Handlers run on several threads: their mounts of a burst share one process, and
         # a new layer is named after the run that made it, off the way to Started.
+        # Events too are posted after the runs of a burst (the recorder's own thread).
         executor = self.reconciler.executor
+
+        def idle() -> bool:
+            return executor.running == 0
+
         executor.mounts = MountBatcher(self.reconciler.runtime)
-        executor.namer = LayerNamer(
-            self.reconciler.runtime, self.reconciler.view, idle=lambda: executor.running == 0
-        )
+        executor.namer = LayerNamer(self.reconciler.runtime, self.reconciler.view, idle=idle)
+        if isinstance(self.reconciler.events, EventRecorder):
+            self.reconciler.events.idle = idle
         self.known = KnownObjects(self.clock)
         self.summaries = Summaries(self.reconciler, self.clock, self.known)
         self._waiting_lock = threading.Lock()
@@ -375,7 +358,7 @@ class Agent:
             infra_image=settings.infra_image,
             source="agent",
             secrets=ApiSecrets(),
-            events=KopfEvents(settings.node_name),
+            events=EventRecorder.for_node(settings.node_name),
             view=NodeView(runtime, max_age=max(settings.resync_interval / 2, 1.0)),
             orphan_grace=settings.orphan_grace,
         )
@@ -548,10 +531,13 @@ class Agent:
             raise kopf.TemporaryError(message, delay=max(outcome.retry_after, 1.0))
 
     def close(self) -> None:
-        """The agent is stopping: give the layer names still waiting (one process each)."""
+        """The agent is stopping: give the layer names still waiting (one process each)
+        and post the Events still waiting."""
         namer = self.reconciler.executor.namer
         if namer is not None:
             namer.close()
+        if isinstance(self.reconciler.events, EventRecorder):
+            self.reconciler.events.close()
 
     # -- orphans and gauges -----------------------------------------------------
 

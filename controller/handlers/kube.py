@@ -346,10 +346,18 @@ def post_node_event(node: str, type_: str, reason: str, message: str) -> None:
 
 @uses("", "events", "create")
 def post_object_event(
-    obj: Mapping[str, Any], node: str, type_: str, reason: str, message: str
+    obj: Mapping[str, Any],
+    node: str,
+    type_: str,
+    reason: str,
+    message: str,
+    *,
+    count: int = 1,
+    first: dt.datetime | None = None,
+    last: dt.datetime | None = None,
 ) -> None:
-    """An Event about a namespaced object, posted at once (kopf's poster serves only its
-    handlers: the agent's own loops, the resync among them, post through this)."""
+    """An Event about a namespaced object; ``count`` times between ``first`` and ``last``
+    (the same event seen again before it was posted, as the kubelet counts them)."""
     meta = obj.get("metadata") or {}
     namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name") or "")
     involved = {
@@ -360,7 +368,16 @@ def post_object_event(
         "uid": str(meta.get("uid") or ""),
     }
     _post_event(
-        namespace, name, {k: v for k, v in involved.items() if v}, node, type_, reason, message
+        namespace,
+        name,
+        {k: v for k, v in involved.items() if v},
+        node,
+        type_,
+        reason,
+        message,
+        count=count,
+        first=first,
+        last=last,
     )
 
 
@@ -372,8 +389,12 @@ def _post_event(
     type_: str,
     reason: str,
     message: str,
+    *,
+    count: int = 1,
+    first: dt.datetime | None = None,
+    last: dt.datetime | None = None,
 ) -> None:
-    now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    now = dt.datetime.now(dt.UTC)
     body: Any = {
         "apiVersion": "v1",
         "kind": "Event",
@@ -385,11 +406,16 @@ def _post_event(
         "source": {"component": "podstore-agent", "host": node},
         "reportingComponent": "podstore-agent",
         "reportingInstance": node,
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
+        "firstTimestamp": _timestamp(first or now),
+        "lastTimestamp": _timestamp(last or first or now),
+        "count": count,
     }
     api_client().request("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
+
+
+def _timestamp(when: dt.datetime) -> str:
+    """RFC 3339 in UTC with seconds, as the API server keeps Event timestamps."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- pre-pull: StorageImage (cluster-scoped) ------------------------------------------------

@@ -56,6 +56,7 @@ from controller.storage.errors import (
     StorageError,
 )
 from controller.storage.ocispec import InvalidRuntimeConfig
+from controller.sync.background import QuietQueue
 from controller.sync.view import NodeView
 
 log = logging.getLogger(__name__)
@@ -162,26 +163,6 @@ class MountBatcher:
                 self._cond.notify_all()
 
 
-def naming_wait(
-    *, now: float, asked: float, idle: bool, closing: bool, delay: float, max_delay: float
-) -> float:
-    """How long the layer name asked for at ``asked`` waits still (0: give it now).
-
-    It waits ``delay`` after it was asked, then for a moment when no run is under way
-    (``idle``), but never past ``max_delay``; when the namer is closing, not at all.
-    """
-    if closing:
-        return 0.0
-    if now < asked + delay:
-        return asked + delay - now
-    if idle or now >= asked + max_delay:
-        return 0.0
-    return min(NAMING_POLL, asked + max_delay - now)
-
-
-NAMING_POLL = 0.01  # how often a due name looks again for a moment with no run
-
-
 @dataclass(frozen=True)
 class Naming:
     """The ``<name>-layer`` name a new container's layer is to get."""
@@ -189,22 +170,20 @@ class Naming:
     container_id: str
     layer: str
     container_name: str
-    asked: float = 0.0
 
 
-class LayerNamer:
+class LayerNamer(QuietQueue[Naming]):
     """The agent's layer names, given after the run that made the container.
 
     A create is ``create-container`` and then ``add-names`` on the new layer, and only
     the first is on the container's way to its start. With a namer, the executor makes
     a container with its layer unnamed and hands the naming over when the run ends. The
     namer's thread then gives the names, one process each (``add-names`` takes one
-    layer), each at least :attr:`delay` after it was handed over and at a moment when
-    no run is under way (``idle``), or :attr:`max_delay` after, whichever is first: a
-    burst of creates starts its containers first and names their layers once it is
-    over. While :attr:`backlog` names wait (about 40 s of ``add-names`` at a thousand
-    containers), a create names its own layer as before. :meth:`close` gives the
-    waiting names at once, for as long as its ``timeout``.
+    layer), when :func:`~controller.sync.background.quiet_wait` says: a burst of creates
+    starts its containers first and names their layers once it is over. While
+    :attr:`backlog` names wait (about 40 s of ``add-names`` at a thousand containers), a
+    create names its own layer as before. :meth:`close` gives the waiting names at once,
+    for as long as its ``timeout``.
 
     A name that is lost (the agent killed first) or fails is found missing by the next
     listing of the store, and the container's next pass gives it
@@ -222,25 +201,15 @@ class LayerNamer:
         backlog: int = 1024,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(
+            name="podstore-layer-names", idle=idle, delay=delay, max_delay=max_delay, clock=clock
+        )
         self.runtime = runtime
         self.view = view
-        self.idle = idle
-        self.delay = delay
-        self.max_delay = max_delay
         self.backlog = backlog
-        self.clock = clock
-        self._cond = threading.Condition()
-        self._queue: collections.deque[Naming] = collections.deque()
         self._giving: str | None = None  # the container whose layer is being named now
         self._cancelled: set[str] = set()  # ... and was removed meanwhile
-        self._closing = False
-        self._thread: threading.Thread | None = None
         self.named = 0  # names given (for the benchmarks and tests)
-
-    @property
-    def pending(self) -> int:
-        with self._cond:
-            return len(self._queue)
 
     def accepts(self) -> bool:
         """Whether a create now may leave its layer's name to the namer."""
@@ -248,67 +217,19 @@ class LayerNamer:
             return not self._closing and len(self._queue) < self.backlog
 
     def hand(self, names: Iterable[Naming]) -> None:
-        """Take these names over; each is given at the earliest ``delay`` from now."""
-        items, now = list(names), self.clock()
-        with self._cond:
-            late = items if self._closing else []
-        for item in late:  # a run that ended after close: named by its own thread
-            self.give(item)
-        if late:
-            return
-        with self._cond:
-            for item in items:
-                self._queue.append(replace(item, asked=now))
-            if self._thread is None and self._queue:
-                self._thread = threading.Thread(
-                    target=self._loop, name="podstore-layer-names", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify_all()
+        """Take these names over (given inline once the namer is closing)."""
+        self._put(names)
 
     def cancel(self, container_ids: Iterable[str]) -> None:
         """The containers are being removed: their layers need no name."""
         gone = set(container_ids)
-        with self._cond:
+        with self._cond:  # one step: a name is either still waiting or being given
             if self._giving is not None and self._giving in gone:
                 self._cancelled.add(self._giving)
-            self._queue = collections.deque(n for n in self._queue if n.container_id not in gone)
+            self._drop(lambda naming: naming.container_id in gone)
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Give every waiting name now, then stop (the agent is shutting down)."""
-        with self._cond:
-            self._closing = True
-            thread = self._thread
-            self._cond.notify_all()
-        if thread is not None:
-            thread.join(timeout)
-
-    def _next(self) -> Naming | None:
-        with self._cond:
-            while True:
-                if not self._queue:
-                    if self._closing:
-                        return None
-                    self._cond.wait()
-                    continue
-                head = self._queue[0]
-                wait = naming_wait(
-                    now=self.clock(),
-                    asked=head.asked,
-                    idle=self.idle(),
-                    closing=self._closing,
-                    delay=self.delay,
-                    max_delay=self.max_delay,
-                )
-                if wait <= 0:
-                    item = self._queue.popleft()
-                    self._giving = item.container_id
-                    return item
-                self._cond.wait(wait)
-
-    def _loop(self) -> None:
-        while (item := self._next()) is not None:
-            self.give(item)
+    def _taken(self, item: Naming) -> None:
+        self._giving = item.container_id
 
     def give(self, item: Naming) -> None:
         """Name one layer now; on failure the container's next pass names it."""

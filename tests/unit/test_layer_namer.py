@@ -26,7 +26,8 @@ from controller.storage import ContainerInfo
 from controller.storage.errors import StorageError
 from controller.storage.metadata import RuntimeContainerMetadata
 from controller.storage.runtime import ManagedContainer
-from controller.sync.execute import Executor, LayerNamer, LogEvents, Naming, naming_wait
+from controller.sync.background import quiet_wait
+from controller.sync.execute import Executor, LayerNamer, LogEvents, Naming
 from controller.sync.view import NodeView
 
 LAYER = "c" * 64
@@ -46,7 +47,7 @@ LAYER = "c" * 64
     ],
 )
 def test_when_a_name_is_given(now: float, idle: bool, closing: bool, wait: float) -> None:
-    got = naming_wait(now=now, asked=10.0, idle=idle, closing=closing, delay=0.05, max_delay=1.0)
+    got = quiet_wait(now=now, asked=10.0, idle=idle, closing=closing, delay=0.05, max_delay=1.0)
     assert got == pytest.approx(wait)
 
 
