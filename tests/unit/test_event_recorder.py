@@ -237,7 +237,7 @@ def test_a_post_that_fails_is_one_warning_and_the_next_events_still_go(caplog):
     recorder = EventRecorder(api.post, delay=0.0)
     with caplog.at_level(logging.WARNING, logger="controller.handlers.events"):
         recorder.emit(pod(), "Normal", "Created", "made")
-        wait_for("the recorder's posts", lambda: any("failed" in r.getMessage() for r in caplog.records))
+        wait_for("a WARNING", lambda: any("failed" in r.getMessage() for r in caplog.records))
     assert "posting the Created Event of web failed" in caplog.records[-1].getMessage()
     api.fail = None
     recorder.emit(pod("db", uid="u-2"), "Normal", "Created", "made")
