@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 EVENT_QPS = 50.0
 EVENT_BURST = 100
 EVENT_CAPACITY = 1000
-EVENT_MAX_DELAY = 5.0  # seconds an Event may wait for the reconciles of a burst
+EVENT_MAX_DELAY = 10.0  # seconds an Event may wait for the reconciles of a burst (as a layer name)
 
 
 class TokenBucket:
