@@ -93,6 +93,19 @@ def event_key(obj: Mapping[str, Any], type_: str, reason: str, message: str) -> 
     )
 
 
+def reference(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What an Event needs of its object (its ``involvedObject``): a waiting Event does not
+    keep the object's whole body."""
+    meta = obj.get("metadata") or {}
+    ref: dict[str, Any] = {
+        "metadata": {k: str(meta[k]) for k in ("name", "namespace", "uid") if meta.get(k)}
+    }
+    for field in ("apiVersion", "kind"):
+        if obj.get(field):
+            ref[field] = str(obj[field])
+    return ref
+
+
 Post = Callable[[Recorded], None]
 
 
@@ -158,7 +171,7 @@ class EventRecorder(QuietQueue[Key]):
                 self.dropped += 1
                 dropped = self.dropped
             else:
-                self._waiting[key] = Recorded(dict(obj), type_, reason, message, now, now)
+                self._waiting[key] = Recorded(reference(obj), type_, reason, message, now, now)
                 dropped = 0
         if dropped:
             if dropped == 1 or dropped % 100 == 0:

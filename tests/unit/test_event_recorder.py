@@ -126,8 +126,22 @@ def test_an_event_is_posted_by_the_recorders_thread_with_the_objects_reference()
         "pod sandbox made",
         1,
     )
-    assert event.obj["metadata"]["uid"] == "u-1"
+    assert event.obj == {
+        "apiVersion": "podstore.dev/v1alpha1",
+        "kind": "StoragePod",
+        "metadata": {"name": "web", "namespace": "default", "uid": "u-1"},
+    }
     assert event.first == event.last
+
+
+def test_a_waiting_event_keeps_only_its_objects_reference_not_its_body():
+    api = Api()
+    recorder = EventRecorder(api.post, delay=0.0)
+    body = {**pod(), "spec": {"containers": [{"name": "x" * 1000}]}, "status": {"phase": "Ready"}}
+    recorder.emit(body, "Normal", "Created", "made")
+    wait_for("the recorder's posts", lambda: api.posted)
+    assert set(api.posted[0].obj) == {"apiVersion", "kind", "metadata"}
+    recorder.close()
     recorder.close()
 
 
