@@ -38,8 +38,8 @@ _DRIVER = re.compile(r"^[a-z0-9]+$")
 # containers-storage is a Go program that lives for tens of milliseconds, most of them
 # spent decoding the store's metadata (its containers', layers' and images' JSON) and
 # writing part of it back. At Go's default (GOGC=100) the collector runs several cycles
-# in that time for garbage that the exit frees anyway: about a third of the CPU of a
-# create-container at a few hundred containers, measured here (bench/README.md). So
+# in that time for garbage that the exit frees anyway: a quarter to a third of the CPU
+# of a create-container at a few hundred containers, measured here (bench/README.md). So
 # while the store's metadata is small its commands run with the collector off and
 # GOMEMLIMIT as a backstop: a process then allocates about 20 times its JSON, 20-25 MB
 # below GC_OFF_BELOW. A larger store keeps Go's defaults: a live heap near the limit
