@@ -331,8 +331,10 @@ class Agent:
 
         executor.mounts = MountBatcher(self.reconciler.runtime)
         executor.namer = LayerNamer(self.reconciler.runtime, self.reconciler.view, idle=idle)
+        executor.on_idle.append(executor.namer.wake)
         if isinstance(self.reconciler.events, EventRecorder):
             self.reconciler.events.idle = idle
+            executor.on_idle.append(self.reconciler.events.wake)
         self.known = KnownObjects(self.clock)
         self.summaries = Summaries(self.reconciler, self.clock, self.known)
         self._waiting_lock = threading.Lock()

@@ -5,7 +5,9 @@ Some of the agent's work need not be on a reconcile's way: a new layer's name (o
 a :class:`QuietQueue`, whose thread does each item at least ``delay`` after it was
 handed over and at a moment when no reconcile is under way (``idle``), or
 ``max_delay`` after, whichever comes first: a burst of reconciles runs first and the
-work follows when it is over, and a lone reconcile's work follows it at once.
+work follows when it is over, and a lone reconcile's work follows it at once. Whoever
+runs the reconciles calls :meth:`QuietQueue.wake` when the last one ends (the agent's
+executor does), so the thread need not poll for that moment.
 :meth:`QuietQueue.close` does what waits without waiting any more.
 """
 
@@ -19,11 +21,20 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-POLL = 0.01  # how often a due item looks again for a moment with no reconcile
+# How often a due item looks again for a moment with no reconcile, when nobody says
+# (:meth:`QuietQueue.wake`) that the last one ended.
+POLL = 0.1
 
 
 def quiet_wait(
-    *, now: float, asked: float, idle: bool, closing: bool, delay: float, max_delay: float
+    *,
+    now: float,
+    asked: float,
+    idle: bool,
+    closing: bool,
+    delay: float,
+    max_delay: float,
+    poll: float = POLL,
 ) -> float:
     """How long an item handed over at ``asked`` waits still (0: do it now).
 
@@ -36,7 +47,7 @@ def quiet_wait(
         return asked + delay - now
     if idle or now >= asked + max_delay:
         return 0.0
-    return min(POLL, asked + max_delay - now)
+    return min(poll, asked + max_delay - now)
 
 
 class QuietQueue(Generic[T]):
@@ -52,12 +63,14 @@ class QuietQueue(Generic[T]):
         idle: Callable[[], bool] = lambda: True,
         delay: float = 0.05,
         max_delay: float = 10.0,
+        poll: float = POLL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.idle = idle
         self.delay = delay
         self.max_delay = max_delay
+        self.poll = poll
         self.clock = clock
         self._cond = threading.Condition()
         self._queue: collections.deque[tuple[float, T]] = collections.deque()
@@ -77,6 +90,11 @@ class QuietQueue(Generic[T]):
     def give(self, item: T) -> None:
         """Do one item (on the queue's thread, or the caller's once it is closing)."""
         raise NotImplementedError
+
+    def wake(self) -> None:
+        """The reconciles under way have ended: look at ``idle`` again now."""
+        with self._cond:
+            self._cond.notify_all()
 
     def _put(self, items: Iterable[T]) -> None:
         """Queue ``items``, or do them now on the caller's thread once the queue closes."""
@@ -119,6 +137,7 @@ class QuietQueue(Generic[T]):
                     closing=self._closing,
                     delay=self.delay,
                     max_delay=self.max_delay,
+                    poll=self.poll,
                 )
                 if wait <= 0:
                     self._queue.popleft()

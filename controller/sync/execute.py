@@ -296,6 +296,8 @@ class Executor:
         # new layers get their names after the runs that made them.
         self.mounts: MountBatcher | None = None
         self.namer: LayerNamer | None = None
+        # Called each time the last run under way ends (what waits for a quiet moment).
+        self.on_idle: list[Callable[[], None]] = []
         self._running = 0
         # (object UID, image) -> the retry state of its pulls.
         self.backoff: MutableMapping[tuple[str, str], Backoff] = {}
@@ -329,8 +331,12 @@ class Executor:
         finally:
             with self._lock:
                 self._running -= 1
+                quiet = self._running == 0
             if names and self.namer is not None:
                 self.namer.hand(names)
+            if quiet:
+                for wake in self.on_idle:
+                    wake()
 
     @property
     def running(self) -> int:

@@ -39,7 +39,7 @@ LAYER = "c" * 64
         (10.00, True, False, 0.05),  # just asked: waits out the delay, idle or not
         (10.02, False, False, 0.03),
         (10.05, True, False, 0.0),  # delay over and nothing running: now
-        (10.05, False, False, 0.01),  # a run is under way: looks again soon
+        (10.05, False, False, 0.1),  # a run is under way: looks again (or is woken)
         (10.995, False, False, 0.005),  # ... never past max_delay
         (11.00, False, False, 0.0),  # max_delay reached: now, busy or not
         (12.00, False, False, 0.0),
