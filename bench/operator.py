@@ -948,8 +948,9 @@ async def run_in_process(args: argparse.Namespace, layout: Path, workdir: Path) 
             tracker, watches = await asyncio.to_thread(watching, emu.api)
             try:
                 results += await asyncio.to_thread(burst, args, emu, tracker, counter)
-                results += await asyncio.to_thread(baseline, args, layout, results[0].value)
-                results += await asyncio.to_thread(steady, args, emu, tracker, counter)
+                if not args.burst_only:
+                    results += await asyncio.to_thread(baseline, args, layout, results[0].value)
+                    results += await asyncio.to_thread(steady, args, emu, tracker, counter)
             finally:
                 for w in watches:
                     w.stop()
@@ -1609,7 +1610,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--restart-containers", type=int, help="(d) storage containers (1000; quick 100)"
     )
-    parser.add_argument("--only", default="ab,cd", help="phases: ab, cd or both (ab,cd)")
+    parser.add_argument(
+        "--only",
+        default="ab,cd",
+        help="phases: ab, cd or both (ab,cd); a: the burst alone, for runs side by side",
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a burst")
     parser.add_argument("--restart-timeout", type=float, default=60.0)
     parser.add_argument(
@@ -1655,7 +1660,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with common.temp_dir("podstore-bench-image-") as image_dir:
             layout = common.build_busybox_image(image_dir)
-            if "ab" in phases:
+            if "ab" in phases or "a" in phases:
+                args.burst_only = "ab" not in phases
                 results += asyncio.run(run_in_process(args, layout, workdir))
             if "cd" in phases:
                 results += run_restart(args, layout, workdir)
