@@ -323,18 +323,15 @@ class Agent:
         self.driver = Driver(self.reconciler)
         # Handlers run on several threads: their mounts of a burst share one process, and
         # a new layer is named after the run that made it, off the way to Started.
-        # Events too are posted after the runs of a burst (the recorder's own thread).
+        # Events too are posted after the runs of a burst (the recorder's own thread): both
+        # wait for a lull, not for an instant between two of the burst's runs.
         executor = self.reconciler.executor
-
-        def idle() -> bool:
-            return executor.running == 0
-
         executor.mounts = MountBatcher(self.reconciler.runtime)
-        executor.namer = LayerNamer(self.reconciler.runtime, self.reconciler.view, idle=idle)
-        executor.on_idle.append(executor.namer.wake)
+        executor.namer = LayerNamer(
+            self.reconciler.runtime, self.reconciler.view, idle=executor.quiet
+        )
         if isinstance(self.reconciler.events, EventRecorder):
-            self.reconciler.events.idle = idle
-            executor.on_idle.append(self.reconciler.events.wake)
+            self.reconciler.events.idle = executor.quiet
         self.known = KnownObjects(self.clock)
         self.summaries = Summaries(self.reconciler, self.clock, self.known)
         self._waiting_lock = threading.Lock()

@@ -5,10 +5,11 @@ Some of the agent's work need not be on a reconcile's way: a new layer's name (o
 a :class:`QuietQueue`, whose thread does each item at least ``delay`` after it was
 handed over and at a moment when no reconcile is under way (``idle``), or
 ``max_delay`` after, whichever comes first: a burst of reconciles runs first and the
-work follows when it is over, and a lone reconcile's work follows it at once. Whoever
-runs the reconciles calls :meth:`QuietQueue.wake` when the last one ends (the agent's
-executor does), so the thread need not poll for that moment.
-:meth:`QuietQueue.close` does what waits without waiting any more.
+work follows when it is over, and a lone reconcile's work follows it at once. The agent's
+``idle`` is a lull (:data:`LULL` with no reconcile under way), not an instant between two
+reconciles of a burst: an ``add-names`` started there would hold the store's lock that
+the burst's next create waits for. :meth:`QuietQueue.close` does what waits without
+waiting any more.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-# How often a due item looks again for a moment with no reconcile, when nobody says
-# (:meth:`QuietQueue.wake`) that the last one ended.
-POLL = 0.1
+POLL = 0.1  # how often a due item looks again for a moment with no reconcile
+LULL = 0.1  # seconds with no reconcile under way that make a quiet moment (the agent's)
 
 
 def quiet_wait(
@@ -90,11 +90,6 @@ class QuietQueue(Generic[T]):
     def give(self, item: T) -> None:
         """Do one item (on the queue's thread, or the caller's once it is closing)."""
         raise NotImplementedError
-
-    def wake(self) -> None:
-        """The reconciles under way have ended: look at ``idle`` again now."""
-        with self._cond:
-            self._cond.notify_all()
 
     def _put(self, items: Iterable[T]) -> None:
         """Queue ``items``, or do them now on the caller's thread once the queue closes."""

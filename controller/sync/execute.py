@@ -56,7 +56,7 @@ from controller.storage.errors import (
     StorageError,
 )
 from controller.storage.ocispec import InvalidRuntimeConfig
-from controller.sync.background import QuietQueue
+from controller.sync.background import LULL, QuietQueue
 from controller.sync.view import NodeView
 
 log = logging.getLogger(__name__)
@@ -296,9 +296,8 @@ class Executor:
         # new layers get their names after the runs that made them.
         self.mounts: MountBatcher | None = None
         self.namer: LayerNamer | None = None
-        # Called each time the last run under way ends (what waits for a quiet moment).
-        self.on_idle: list[Callable[[], None]] = []
         self._running = 0
+        self._idle_since: float | None = time.monotonic()  # None while a run is under way
         # (object UID, image) -> the retry state of its pulls.
         self.backoff: MutableMapping[tuple[str, str], Backoff] = {}
 
@@ -326,23 +325,37 @@ class Executor:
         names: list[Naming] = []
         with self._lock:
             self._running += 1
+            self._idle_since = None
         try:
             return self._run(obj, target, steps, ctx, names)
         finally:
             with self._lock:
                 self._running -= 1
-                quiet = self._running == 0
+                if self._running == 0:
+                    self._idle_since = time.monotonic()
             if names and self.namer is not None:
                 self.namer.hand(names)
-            if quiet:
-                for wake in self.on_idle:
-                    wake()
 
     @property
     def running(self) -> int:
-        """How many runs are under way (the layer namer waits for none)."""
+        """How many runs are under way."""
         with self._lock:
             return self._running
+
+    def quiet_for(self, now: float | None = None) -> float:
+        """Seconds since the last run ended with no other under way; 0 while one is.
+
+        Between two reconciles of a burst there are instants with none under way; work
+        that waits for the burst to end (layer names, Events) waits for a lull instead."""
+        with self._lock:
+            since = self._idle_since
+        if since is None:
+            return 0.0
+        return max(0.0, (time.monotonic() if now is None else now) - since)
+
+    def quiet(self, now: float | None = None) -> bool:
+        """Whether this is a quiet moment for the work that waits for one: a lull."""
+        return self.quiet_for(now) >= LULL
 
     def _run(
         self,

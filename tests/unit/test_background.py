@@ -1,4 +1,4 @@
-"""The quiet queue's thread: woken when the last reconcile ends, not polling for it.
+"""The quiet queue that layer names and Events wait in, and the executor's quiet moments.
 
 The layer namer's and the Event recorder's own tests cover what they do with their
 items; these cover the queue they share and the executor's call when it goes quiet.
@@ -7,6 +7,7 @@ items; these cover the queue they share and the executor's call when it goes qui
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from controller.reconcile import model
 from controller.reconcile.actions import Emit
 from controller.reconcile.model import ObjectRef
 from controller.reconcile.plan import Context, Object
-from controller.sync.background import QuietQueue, quiet_wait
+from controller.sync.background import LULL, QuietQueue, quiet_wait
 from controller.sync.execute import Executor, LogEvents
 from controller.sync.view import NodeView
 from tests.support.waiting import wait_for
@@ -47,16 +48,14 @@ def test_a_busy_queue_looks_again_after_its_poll_or_at_its_max_delay(poll, wait)
     assert got == pytest.approx(wait)
 
 
-def test_a_waiting_item_is_given_as_soon_as_it_is_woken_after_the_last_reconcile():
+def test_a_waiting_item_is_given_once_the_reconciles_have_ended():
     busy = threading.Event()
     busy.set()
-    # No poll to speak of and a far max_delay: only wake() can let the item go now.
-    queue = Kept(idle=lambda: not busy.is_set(), delay=0.0, max_delay=600.0, poll=600.0)
+    queue = Kept(idle=lambda: not busy.is_set(), delay=0.0, max_delay=600.0)
     queue.hand("a")
     wait_for("the thread to wait for a quiet moment", lambda: queue._thread is not None)
     assert queue.given == []
     busy.clear()
-    queue.wake()
     wait_for("the item", lambda: queue.given == ["a"], timeout=10)
     queue.close()
 
@@ -92,7 +91,7 @@ class Listing:
         return {}
 
 
-def test_the_executor_calls_its_idle_callbacks_when_its_last_run_ends():
+def test_the_executor_is_quiet_only_once_its_last_run_has_ended():
     executor = Executor(
         None,  # type: ignore[arg-type]
         NodeView(Listing(), max_age=1000.0),  # type: ignore[arg-type]
@@ -100,19 +99,49 @@ def test_the_executor_calls_its_idle_callbacks_when_its_last_run_ends():
         secrets=None,
         clock=lambda: 0.0,
     )
-    seen: list[int] = []
-    executor.on_idle.append(lambda: seen.append(executor.running))
     obj = {"metadata": {"name": "web", "namespace": "team", "uid": POD.uid}}
     target = Object.of(obj, model.POD_KIND)
     ctx = Context("node-a", "pause:3", "agent", 0.0)
-    inner: list[int] = []
+    during: list[float] = []
 
     class Nested(LogEvents):
-        def emit(self, *args: Any) -> None:  # a run inside a run: only the outer end counts
-            if not inner:
-                inner.append(1)
+        def emit(self, *args: Any) -> None:
+            during.append(executor.quiet_for(time.monotonic() + 60))
+            if len(during) == 1:  # a run inside a run: only the outer one's end counts
                 executor.run(obj, target, [Emit("Normal", "Inner", "x")], ctx)
+                during.append(executor.quiet_for(time.monotonic() + 60))
 
     executor.events = Nested()
+    assert executor.quiet_for(time.monotonic() + 60) >= 60  # quiet since it was made
     executor.run(obj, target, [Emit("Normal", "Outer", "x")], ctx)
-    assert seen == [0]
+    assert during == [0.0, 0.0, 0.0]  # never quiet while a run is under way
+    ended = time.monotonic()
+    assert executor.quiet_for(ended + 5) >= 5
+    assert executor.quiet_for(ended - 60) == 0.0  # a clock before the end: not negative
+
+
+def test_a_quiet_moment_is_a_lull_not_an_instant_between_two_runs():
+    executor = Executor(
+        None,  # type: ignore[arg-type]
+        NodeView(Listing(), max_age=1000.0),  # type: ignore[arg-type]
+        events=LogEvents(),
+        secrets=None,
+        clock=lambda: 0.0,
+    )
+    obj = {"metadata": {"name": "web", "namespace": "team", "uid": POD.uid}}
+    inside: list[bool] = []
+
+    class Looking(LogEvents):
+        def emit(self, *args: Any) -> None:
+            inside.append(executor.quiet(time.monotonic() + 60))
+
+    executor.events = Looking()
+    executor.run(obj, Object.of(obj, model.POD_KIND), [Emit("Normal", "x", "x")], ctx())
+    ended = time.monotonic()
+    assert inside == [False]  # a run under way
+    assert executor.quiet(ended + LULL / 2) is False  # an instant after it: not yet
+    assert executor.quiet(ended + LULL) is True  # a lull
+
+
+def ctx() -> Context:
+    return Context("node-a", "pause:3", "agent", 0.0)
