@@ -46,7 +46,11 @@ def settings(kube, store, images):
 async def started_tool(kube, images):
     await ready_pod(kube, storage_pod("web"))
     await kube.aio.create(storage_container("tool", "web", images.busybox))
-    return await wait_for_phase(kube, CONTAINERS, "tool", "Started")
+    started = await wait_for_phase(kube, CONTAINERS, "tool", "Started")
+    # Events are posted by the agent's recorder after the reconcile, in the order they
+    # were recorded: once the start's own is there, the create's are too.
+    await wait_for_event(kube, "tool", "Started", timeout=10)
+    return started
 
 
 async def test_a_storage_container_removed_out_of_band_is_created_again(
