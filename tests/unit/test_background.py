@@ -91,14 +91,19 @@ class Listing:
         return {}
 
 
-def test_the_executor_is_quiet_only_once_its_last_run_has_ended():
-    executor = Executor(
+def an_executor() -> Executor:
+    """An executor whose runs here only emit Events (no storage, an empty store)."""
+    return Executor(
         None,  # type: ignore[arg-type]
         NodeView(Listing(), max_age=1000.0),  # type: ignore[arg-type]
         events=LogEvents(),
         secrets=None,
         clock=lambda: 0.0,
     )
+
+
+def test_the_executor_is_quiet_only_once_its_last_run_has_ended():
+    executor = an_executor()
     obj = {"metadata": {"name": "web", "namespace": "team", "uid": POD.uid}}
     target = Object.of(obj, model.POD_KIND)
     ctx = Context("node-a", "pause:3", "agent", 0.0)
@@ -121,13 +126,7 @@ def test_the_executor_is_quiet_only_once_its_last_run_has_ended():
 
 
 def test_a_quiet_moment_is_a_lull_not_an_instant_between_two_runs():
-    executor = Executor(
-        None,  # type: ignore[arg-type]
-        NodeView(Listing(), max_age=1000.0),  # type: ignore[arg-type]
-        events=LogEvents(),
-        secrets=None,
-        clock=lambda: 0.0,
-    )
+    executor = an_executor()
     obj = {"metadata": {"name": "web", "namespace": "team", "uid": POD.uid}}
     inside: list[bool] = []
 
