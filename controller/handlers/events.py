@@ -136,8 +136,7 @@ class EventRecorder(QuietQueue[Key]):
         self._bucket = TokenBucket(qps, burst, clock)
         self._waiting: dict[Key, Recorded] = {}
         self._post_lock = threading.Lock()  # the queue's thread, or close's late callers
-        self.posted = 0
-        self.dropped = 0
+        self.dropped = 0  # Events dropped past the capacity (the WARNING says how many)
 
     @classmethod
     def for_node(cls, node: str, **options: Any) -> EventRecorder:
@@ -203,9 +202,6 @@ class EventRecorder(QuietQueue[Key]):
                 log.warning(
                     "posting the %s Event of %s failed (%s)", event.reason, name, describe(err)
                 )
-            else:
-                with self._cond:
-                    self.posted += 1
 
     def close(self, timeout: float = 5.0) -> None:
         """Post what waits, for at most ``timeout`` seconds; say what was not posted."""
